@@ -1,0 +1,202 @@
+package messages
+
+import "github.com/holdfast/holdfast/appliance/catalog"
+
+// Codes used across Holdfast. Add new ones here, in their area's range, and
+// document them in docs/messages.md (a test keeps the two in step).
+const (
+	// 1xxx: daemon, configuration, API.
+	DaemonStarted     Code = "HF-I1001"
+	DaemonStopped     Code = "HF-I1002"
+	AdminTokenCreated Code = "HF-I1003"
+	NotAuthorized     Code = "HF-E1010"
+	BadRequest        Code = "HF-E1011"
+	ConfigInvalid     Code = "HF-E1020"
+	DataDirUnusable   Code = "HF-E1021"
+	InternalError     Code = "HF-E1099"
+
+	// 2xxx: catalog.
+	CatalogOpenFailed  Code = "HF-E2001"
+	CatalogCorrupt     Code = "HF-E2002"
+	CatalogWriteFailed Code = "HF-E2003"
+
+	// 3xxx: plugins.
+	PluginStarted         Code = "HF-I3001"
+	PluginTampered        Code = "HF-E3002"
+	PluginManifestInvalid Code = "HF-E3003"
+	PluginStartFailed     Code = "HF-E3004"
+	PluginCrashed         Code = "HF-W3005"
+	PluginTimeout         Code = "HF-E3006"
+	PluginBadReply        Code = "HF-E3007"
+	PluginIncompatible    Code = "HF-E3008"
+	ScenarioTypeUnknown   Code = "HF-E3009"
+	PluginUnavailable     Code = "HF-E3010"
+	PluginBinaryMissing   Code = "HF-E3011"
+	PluginDuplicate       Code = "HF-W3012"
+	PluginStopped         Code = "HF-I3013"
+
+	// 4xxx: scenarios and replication.
+	ScenarioDataUnreadable Code = "HF-E4001" // legacy E3370
+	ScenarioNoConsistency  Code = "HF-E4002" // legacy AE0471
+	ScenarioInvalid        Code = "HF-E4003"
+	ScenarioExists         Code = "HF-E4004"
+	ScenarioNotFound       Code = "HF-E4005"
+	ScenarioCreated        Code = "HF-I4006"
+	ScenarioDeleted        Code = "HF-I4007"
+	EntitiesUnavailable    Code = "HF-E4008"
+	SnapshotFailed         Code = "HF-E4020" // legacy AE0460
+	SnapshotReleaseFailed  Code = "HF-E4021" // legacy AE0461
+	ScenarioUnreachable    Code = "HF-E4030" // legacy AE0463
+	ScenarioGeneralError   Code = "HF-E4099" // legacy AE0472
+
+	// 5xxx: backup.
+	BackupNoConsistentImage Code = "HF-E5001" // legacy AE0457
+	BackupImageFailed       Code = "HF-E5002" // legacy AE0458
+	BackupCredentials       Code = "HF-E5003" // legacy AE0459
+	BackupNotReplicating    Code = "HF-E5004" // legacy AE0465
+	BackupHostsUnsupported  Code = "HF-E5005" // legacy AE0467
+	BackupBadParameters     Code = "HF-E5006" // legacy AE0468
+	BackupTimedOut          Code = "HF-E5007" // legacy AE0469
+	BackupScenarioBusy      Code = "HF-E5008" // legacy AE0470
+
+	// 6xxx: restore.
+	RestoreSessionLocation Code = "HF-E6001" // legacy E3371
+	RestoreCannotStop      Code = "HF-E6010" // legacy AE0464
+)
+
+func init() {
+	sev := catalog.Error
+	register(
+		Message{DaemonStarted, catalog.Info, "daemon", "holdfastd %s started; API on %s, data in %s", "", "", ""},
+		Message{DaemonStopped, catalog.Info, "daemon", "holdfastd stopped cleanly", "", "", ""},
+		Message{AdminTokenCreated, catalog.Info, "daemon", "administrator token created in %s (readable by its owner only)",
+			"This is the first start on this data directory.",
+			"Keep the file private; the CLI reads it with --data, or pass its content as HOLDFAST_TOKEN.", ""},
+		Message{NotAuthorized, sev, "api", "request not authorized: %s",
+			"The request carried no administrator token, or a token that does not match this appliance.",
+			"Send the token from the data directory's admin.token file as 'Authorization: Bearer TOKEN' (the CLI does this with --data or HOLDFAST_TOKEN).", ""},
+		Message{BadRequest, sev, "api", "bad request: %s",
+			"The request body or its parameters could not be understood.",
+			"Correct the field named in the message and send the request again.", ""},
+		Message{ConfigInvalid, sev, "daemon", "configuration %s: %s",
+			"The configuration file has a syntax error, an unknown key or a value out of range.",
+			"Fix the line named in the message; holdfastd --print-config shows the effective configuration.", ""},
+		Message{DataDirUnusable, sev, "daemon", "data directory %s cannot be used: %v",
+			"The directory is missing and cannot be created, or is not writable by holdfastd.",
+			"Create the directory or fix its ownership and permissions, or point --data elsewhere.", ""},
+		Message{InternalError, sev, "daemon", "internal error: %v",
+			"An unexpected condition inside holdfastd.",
+			"Collect the daemon log and the activity log and report the problem.", ""},
+
+		Message{CatalogOpenFailed, sev, "catalog", "catalog in %s cannot be opened: %v",
+			"The catalog files are missing, locked by another holdfastd, or damaged.",
+			"Make sure no other holdfastd uses this data directory; if the files are damaged, restore the catalog from a checkpoint or rebuild it from media.", ""},
+		Message{CatalogCorrupt, sev, "catalog", "a catalog record is damaged: %v",
+			"A stored record failed its checksum or could not be decoded; the rest of the catalog is unaffected.",
+			"Delete and re-create the object named in the message, or rebuild the catalog from media.", ""},
+		Message{CatalogWriteFailed, sev, "catalog", "catalog write failed: %v",
+			"The data disk is full or failing, so the change was not recorded.",
+			"Free space on the data disk or replace it, then repeat the action.", ""},
+
+		Message{PluginStarted, catalog.Info, "plugins", "plugin %s %s started (pid %d, protocol %d)", "", "", ""},
+		Message{PluginTampered, sev, "plugins", "plugin %s refused: binary %s does not match its manifest checksum",
+			"The plugin binary was changed after its manifest was written: a damaged copy, an incomplete update or tampering.",
+			"Reinstall the plugin from its vendor's package; never edit a manifest to match a binary you did not build.", ""},
+		Message{PluginManifestInvalid, sev, "plugins", "plugin manifest %s is invalid: %v",
+			"The manifest file has a syntax error or a missing or out-of-range field.",
+			"Fix the field named in the message (docs/plugins.md lists them) or reinstall the plugin.", ""},
+		Message{PluginStartFailed, sev, "plugins", "plugin %s could not be started: %v",
+			"The binary would not run, or did not complete the plugin handshake (wrong program, missing libraries, garbage on its output).",
+			"Run the binary by hand to see its error; check it was built for this appliance.", ""},
+		Message{PluginCrashed, catalog.Warning, "plugins", "plugin %s exited unexpectedly; restart %d in %s",
+			"The plugin process died (crash, kill or out of memory). holdfastd keeps running and restarts it with increasing delays.",
+			"If this repeats, check the plugin's log lines in the daemon log and report it to the plugin's vendor.", ""},
+		Message{PluginTimeout, sev, "plugins", "plugin %s did not answer %s within %s",
+			"The plugin hangs or is overloaded.",
+			"Check the host the plugin talks to; raise plugins.call_timeout in the configuration if its work is legitimately slow.", ""},
+		Message{PluginBadReply, sev, "plugins", "plugin %s sent an invalid reply to %s: %v",
+			"The plugin answered with data that breaks the plugin protocol's rules.",
+			"Report the message to the plugin's vendor; update or remove the plugin.", ""},
+		Message{PluginIncompatible, sev, "plugins", "plugin %s speaks protocol versions %v; this holdfastd speaks %v",
+			"The plugin was built for another release of Holdfast.",
+			"Install the plugin version made for this release.", ""},
+		Message{ScenarioTypeUnknown, sev, "plugins", "no scenario handler for type %q (installed: %s)",
+			"No running plugin handles this scenario type.",
+			"Use one of the installed types ('holdfast plugins list') or install the plugin for this type.", ""},
+		Message{PluginUnavailable, sev, "plugins", "plugin %s is not running (%s)",
+			"The plugin crashed and is waiting to be restarted, or was refused at start.",
+			"Wait a few seconds and retry; 'holdfast plugins list' shows its state and last error.", ""},
+		Message{PluginBinaryMissing, sev, "plugins", "plugin %s: binary %s is missing",
+			"The manifest names a file that is not in the plugin's folder.",
+			"Copy the binary next to its manifest or remove the plugin's folder.", ""},
+		Message{PluginDuplicate, catalog.Warning, "plugins", "plugin %s ignored: type %q is already served by %s",
+			"Two installed plugins declare the same scenario type or transport name.",
+			"Remove one of them.", ""},
+		Message{PluginStopped, catalog.Info, "plugins", "plugin %s stopped", "", "", ""},
+
+		Message{ScenarioDataUnreadable, sev, "backup", "the definition of scenario %s cannot be read: %v",
+			"The scenario's stored definition could not be read or decoded, so no job can use it.",
+			"Check the activity log for catalog errors; re-create the scenario if its record is damaged.", "E3370"},
+		Message{ScenarioNoConsistency, sev, "scenarios", "scenario %s has neither Assured Recovery nor suspend configured",
+			"A backup needs a consistent image, obtained either by an Assured Recovery test or by suspending replication for a snapshot.",
+			"Enable Assured Recovery or suspend on the scenario, then run the backup again.", "AE0471"},
+		Message{ScenarioInvalid, sev, "scenarios", "scenario definition is invalid: %s",
+			"A field of the definition is missing, malformed or contradicts another.",
+			"Correct the field named in the message and submit the definition again.", ""},
+		Message{ScenarioExists, sev, "scenarios", "a scenario named %q already exists",
+			"Scenario names are unique on an appliance.",
+			"Choose another name, or delete the existing scenario first.", ""},
+		Message{ScenarioNotFound, sev, "scenarios", "no scenario named %q",
+			"The name is misspelt, or the scenario was deleted.",
+			"List the scenarios with 'holdfast scenario list'.", ""},
+		Message{ScenarioCreated, catalog.Info, "scenarios", "scenario %s (id %d, type %s) created with %d entities", "", "", ""},
+		Message{ScenarioDeleted, catalog.Info, "scenarios", "scenario %s (id %d) removed from the catalog; its replicas and backups are untouched", "", "", ""},
+		Message{EntitiesUnavailable, sev, "scenarios", "the entities of scenario %s cannot be listed: %v",
+			"The scenario handler could not read the master's roots.",
+			"Check that the roots exist on the master and are readable, then retry.", ""},
+		Message{SnapshotFailed, sev, "replica", "snapshot of scenario %s (id %d) on replica %s failed: %v",
+			"The replica could not create a point-in-time image, most often for lack of space.",
+			"Free space on the replica's data volume and check the replica agent's log.", "AE0460"},
+		Message{SnapshotReleaseFailed, sev, "replica", "some snapshots of scenario %s (id %d) on replica %s could not be released: %v",
+			"After the backup, the replica could not discard a snapshot it no longer needs.",
+			"Check the replica agent's log and free space; the snapshot list shows what is left.", "AE0461"},
+		Message{ScenarioUnreachable, sev, "replica", "cannot reach the agents of scenario %s (id %d): %v",
+			"The master or replica agent is not running, or the network between them is down.",
+			"Check that holdfast-agent runs on both hosts and that they can reach each other.", "AE0463"},
+		Message{ScenarioGeneralError, sev, "replica", "scenario %s (id %d) reported an error: %v",
+			"The replication engine reported an error that has no more specific code.",
+			"Read the scenario's events for details.", "AE0472"},
+
+		Message{BackupNoConsistentImage, sev, "backup", "neither Assured Recovery nor suspend could be performed for scenario %s (id %d) on replica %s",
+			"Before the backup, the replica must prove the application (AR) or pause applying changes for a snapshot; neither succeeded.",
+			"Check that the scenario is running and replicating, and read its events.", "AE0457"},
+		Message{BackupImageFailed, sev, "backup", "the backup image of scenario %s (id %d) on replica %s could not be created: %v",
+			"A general failure while preparing the image, often lack of resources on the replica.",
+			"Check the replica's system log and free space, and the scenario's events.", "AE0458"},
+		Message{BackupCredentials, sev, "backup", "the appliance is not authorized on master %s of scenario %s (id %d)",
+			"The master agent rejected the appliance's certificate, or the agent is not enrolled.",
+			"Enroll the master agent again with a fresh enrollment token.", "AE0459"},
+		Message{BackupNotReplicating, sev, "backup", "scenario %s (id %d) is not replicating; retry when it is",
+			"A backup reads the replica, which is only consistent while the scenario replicates.",
+			"Run the scenario and wait until its state is running, then run the backup again.", "AE0465"},
+		Message{BackupHostsUnsupported, sev, "backup", "backup not possible with master %s and replica %s",
+			"The scenario names hosts that are not enrolled or whose names no longer resolve.",
+			"Check the scenario's host names against 'holdfast hosts list' and name resolution on the replica.", "AE0467"},
+		Message{BackupBadParameters, sev, "backup", "bad parameters for scenario %s (id %d): %v",
+			"An internal inconsistency between the job and the replication engine.",
+			"Collect the daemon and agent logs and report the problem.", "AE0468"},
+		Message{BackupTimedOut, sev, "backup", "operation %s for scenario %s (id %d) timed out after %s",
+			"The replica did not finish the step in time.",
+			"Check the scenario's agents; raise the replica operation timeout in the configuration if the step is legitimately slow.", "AE0469"},
+		Message{BackupScenarioBusy, sev, "backup", "scenario %s (id %d) is held by another operation; retry",
+			"Another backup or a restore holds the scenario.",
+			"Wait for the other job to finish and run the backup again.", "AE0470"},
+
+		Message{RestoreSessionLocation, sev, "restore", "cannot find where session %d is stored (media %s, id %d): %v",
+			"The catalog has no usable location for the session's data.",
+			"Check the catalog for errors; merge or rebuild the catalog from the media that holds the session.", "E3371"},
+		Message{RestoreCannotStop, sev, "restore", "scenario %s (id %d) could not be stopped before the restore",
+			"Restoring to the replica needs the scenario stopped, so the master does not overwrite what is restored.",
+			"Stop the scenario by hand and retry, or set the option to continue the restore even when the scenario cannot be stopped.", "AE0464"},
+	)
+}
