@@ -1,0 +1,128 @@
+// Package daemon wires holdfastd together: data directory, catalog, activity
+// log, plugin host and API, started in order and stopped in reverse.
+package daemon
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/holdfast/holdfast/appliance/activity"
+	"github.com/holdfast/holdfast/appliance/api"
+	"github.com/holdfast/holdfast/appliance/catalog"
+	"github.com/holdfast/holdfast/appliance/config"
+	"github.com/holdfast/holdfast/appliance/messages"
+	"github.com/holdfast/holdfast/appliance/pluginhost"
+	"github.com/holdfast/holdfast/appliance/scenarios"
+	"github.com/holdfast/holdfast/appliance/version"
+)
+
+// AddrFile, below the data directory, holds the address the API listens on,
+// so the CLI finds a daemon started on port 0.
+const AddrFile = "run/api.addr"
+
+// Options are what the command line adds to the configuration.
+type Options struct {
+	// BundledPlugins is the folder of plugins shipped with the binary.
+	BundledPlugins string
+	// Ready, if set, receives the API address once the daemon serves.
+	Ready func(addr string)
+}
+
+// Run starts holdfastd and serves until ctx is cancelled, then shuts down
+// gracefully. Errors that stop the start carry a message code.
+func Run(ctx context.Context, cfg config.Config, opts Options, logger *slog.Logger) error {
+	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+		return messages.New(messages.DataDirUnusable, cfg.DataDir, err)
+	}
+	for _, sub := range []string{"run", "plugins", "store"} {
+		if err := os.MkdirAll(filepath.Join(cfg.DataDir, sub), 0o700); err != nil {
+			return messages.New(messages.DataDirUnusable, cfg.DataDir, err)
+		}
+	}
+	catDir := filepath.Join(cfg.DataDir, "catalog")
+	cat, err := catalog.Open(catDir, catalog.Options{Logger: logger})
+	if err != nil {
+		return messages.New(messages.CatalogOpenFailed, catDir, err)
+	}
+	defer func() {
+		if err := cat.Close(); err != nil {
+			logger.Error("close catalog", "err", err)
+		}
+	}()
+	log := activity.New(cat, cfg.HostName, logger)
+
+	token, created, err := loadOrCreateToken(cfg.DataDir)
+	if err != nil {
+		e := messages.New(messages.DataDirUnusable, cfg.DataDir, err)
+		log.RecordError(ctx, e)
+		return e
+	}
+	if created {
+		log.Record(ctx, messages.AdminTokenCreated, filepath.Join(cfg.DataDir, TokenFile))
+	}
+
+	plugins := pluginhost.New(pluginhost.Config{
+		Dirs:         cfg.PluginDirs(opts.BundledPlugins),
+		CallTimeout:  time.Duration(cfg.Plugins.CallTimeout),
+		StartTimeout: time.Duration(cfg.Plugins.StartTimeout),
+		BackoffMin:   time.Duration(cfg.Plugins.RestartBackoffMin),
+		BackoffMax:   time.Duration(cfg.Plugins.RestartBackoffMax),
+	}, log, logger)
+	plugins.Start(ctx)
+	defer plugins.Stop()
+
+	srv := api.New(token)
+	srv.Scenarios = scenarios.New(cat, plugins, log, []string{"localhost", cfg.HostName})
+	srv.Plugins = plugins
+	srv.Activity = cat
+	srv.Recorder = log
+	srv.Logger = logger
+
+	ln, err := net.Listen("tcp", cfg.API.Listen)
+	if err != nil {
+		e := messages.New(messages.ConfigInvalid, "api.listen", fmt.Sprintf("cannot listen on %s: %v", cfg.API.Listen, err))
+		log.RecordError(ctx, e)
+		return e
+	}
+	addr := ln.Addr().String()
+	if err := writeFileSync(filepath.Join(cfg.DataDir, AddrFile), []byte(addr+"\n"), 0o600); err != nil {
+		ln.Close()
+		return messages.New(messages.DataDirUnusable, cfg.DataDir, err)
+	}
+	hs := &http.Server{
+		Handler:           srv.Handler(),
+		ReadHeaderTimeout: 10 * time.Second,
+		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
+	}
+	serveErr := make(chan error, 1)
+	go func() { serveErr <- hs.Serve(ln) }()
+	log.Record(ctx, messages.DaemonStarted, version.Version, addr, cfg.DataDir)
+	if opts.Ready != nil {
+		opts.Ready(addr)
+	}
+
+	select {
+	case <-ctx.Done():
+	case err := <-serveErr:
+		if !errors.Is(err, http.ErrServerClosed) {
+			log.RecordError(context.Background(), messages.New(messages.InternalError, fmt.Errorf("API server: %w", err)))
+			return fmt.Errorf("API server: %w", err)
+		}
+	}
+	shutCtx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := hs.Shutdown(shutCtx); err != nil {
+		logger.Warn("API shutdown cut short", "err", err)
+	}
+	os.Remove(filepath.Join(cfg.DataDir, AddrFile))
+	plugins.Stop()
+	log.Record(context.Background(), messages.DaemonStopped)
+	return nil
+}
