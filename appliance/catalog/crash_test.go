@@ -25,14 +25,17 @@ const (
 	crashMaxDelay = 400 * time.Millisecond
 )
 
-// TestCrashWriterHelper is the child side of TestCrashSIGKILL: run by the
-// parent in a fresh process, it writes to the catalog and prints each
-// acknowledgement until it is killed. Run directly it does nothing.
-func TestCrashWriterHelper(t *testing.T) {
-	dir := os.Getenv(crashDirEnv)
-	if dir == "" {
-		t.Skip("child process of TestCrashSIGKILL")
+// TestMain runs the child side of TestCrashSIGKILL when the parent starts
+// this test binary with crashDirEnv set: it writes to the catalog and prints
+// each acknowledgement until it is killed. Otherwise it runs the tests.
+func TestMain(m *testing.M) {
+	if dir := os.Getenv(crashDirEnv); dir != "" {
+		crashWriter(dir)
 	}
+	os.Exit(m.Run())
+}
+
+func crashWriter(dir string) {
 	c, err := Open(dir, Options{Logger: quietLogger})
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "open: %v\n", err)
@@ -95,7 +98,7 @@ func TestCrashSIGKILL(t *testing.T) {
 // returns the complete lines it printed.
 func runAndKill(t *testing.T, dir, tag string, delay time.Duration) []string {
 	t.Helper()
-	cmd := exec.Command(os.Args[0], "-test.run=^TestCrashWriterHelper$", "-test.count=1")
+	cmd := exec.Command(os.Args[0], "-test.run=^$")
 	cmd.Env = append(os.Environ(), crashDirEnv+"="+dir, crashTagEnv+"="+tag)
 	var stderr strings.Builder
 	cmd.Stderr = &stderr
