@@ -152,7 +152,9 @@ func (c *Catalog) ScenarioByID(id uint64) (Scenario, error) {
 	return s, nil
 }
 
-// Scenarios returns every scenario, ordered by name.
+// Scenarios returns every scenario, ordered by name. Damaged records are
+// skipped and reported together in an error wrapping ErrCorrupt, returned
+// beside the scenarios that could be read.
 func (c *Catalog) Scenarios() ([]Scenario, error) {
 	done, err := c.enter()
 	if err != nil {
@@ -160,23 +162,31 @@ func (c *Catalog) Scenarios() ([]Scenario, error) {
 	}
 	defer done()
 	out := []Scenario{}
+	var damaged []error
 	err = scanPrefix(c.db, []byte(prefixScenario), false, func(key, value []byte) error {
 		id, err := idFromKey(key, prefixScenario)
-		if err != nil {
-			return err
+		if err == nil {
+			var s Scenario
+			if s, err = decodeScenario(key, value, id); err == nil {
+				out = append(out, s)
+				return nil
+			}
 		}
-		s, err := decodeScenario(key, value, id)
-		if err != nil {
-			return err
+		if errors.Is(err, ErrCorrupt) {
+			// One damaged record must not hide every other scenario.
+			damaged = append(damaged, err)
+			return nil
 		}
-		out = append(out, s)
-		return nil
+		return err
 	})
 	if err != nil {
 		return nil, fmt.Errorf("list scenarios: %w", err)
 	}
 	// Stored by ID so IDs can be allocated in order; callers want names.
 	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	if len(damaged) > 0 {
+		return out, fmt.Errorf("list scenarios: %w", errors.Join(damaged...))
+	}
 	return out, nil
 }
 

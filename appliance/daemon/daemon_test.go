@@ -3,6 +3,7 @@ package daemon
 import (
 	"bytes"
 	"context"
+	"encoding/binary"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -15,6 +16,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/cockroachdb/pebble/v2"
 
 	"github.com/holdfast/holdfast/appliance/api"
 	"github.com/holdfast/holdfast/appliance/config"
@@ -442,4 +445,63 @@ func copyTree(t *testing.T, from, to string) {
 	if err != nil {
 		t.Fatal(err)
 	}
+}
+
+func TestDamagedScenarioRecord(t *testing.T) {
+	data := t.TempDir()
+	d := startDaemon(t, data, pluginsDir)
+	root, replica := masterTree(t)
+	for _, name := range []string{"first", "second"} {
+		if _, errOut, code := d.cli(t, "scenario", "create", name, "--type", "fileserver", "--root", root, "--replica", replica+"-"+name); code != 0 {
+			t.Fatal(errOut)
+		}
+	}
+	d.stop(t)
+
+	// Flip one byte of scenario 1's stored record behind the catalog's back.
+	db, err := pebble.Open(filepath.Join(data, "catalog"), &pebble.Options{Logger: quietPebble{}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	key := binary.BigEndian.AppendUint64([]byte("s/"), 1)
+	v, closer, err := db.Get(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	damaged := append([]byte(nil), v...)
+	closer.Close()
+	damaged[len(damaged)/2] ^= 0x20
+	if err := db.Set(key, damaged, pebble.Sync); err != nil {
+		t.Fatal(err)
+	}
+	if err := db.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	d2 := startDaemon(t, data, pluginsDir)
+	var list []api.Scenario
+	d2.getJSON(t, &list, "scenario", "list")
+	if len(list) != 1 || list[0].Name != "second" {
+		t.Errorf("list = %+v, want the intact scenario only", list)
+	}
+	_, errOut, code := d2.cli(t, "scenario", "show", "first")
+	if code == 0 || !strings.Contains(errOut, "HF-E4001") {
+		t.Errorf("show damaged: exit %d %q, want HF-E4001", code, errOut)
+	}
+	if !d2.logHas(t, "HF-E2002") || !d2.logHas(t, "HF-E4001") {
+		t.Error("the damage is not in the activity log")
+	}
+	var sc api.Scenario
+	d2.getJSON(t, &sc, "scenario", "show", "second")
+	if len(sc.Entities) != 1 {
+		t.Errorf("intact scenario lost its entities: %+v", sc)
+	}
+}
+
+type quietPebble struct{}
+
+func (quietPebble) Infof(string, ...any)  {}
+func (quietPebble) Errorf(string, ...any) {}
+func (quietPebble) Fatalf(format string, args ...any) {
+	panic(fmt.Sprintf(format, args...))
 }

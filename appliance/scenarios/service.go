@@ -104,12 +104,18 @@ func (s *Service) create(ctx context.Context, def Definition) (Detail, error) {
 	return Detail{Scenario: created, Entities: entities}, nil
 }
 
-// List returns every scenario, ordered by name.
+// List returns every scenario, ordered by name. Damaged records are left
+// out and recorded in the activity log.
 func (s *Service) List(ctx context.Context) ([]catalog.Scenario, error) {
 	l, err := s.store.Scenarios()
 	if err != nil {
 		err = catalogErr(err)
 		s.report(ctx, err)
+		if l != nil && messages.CodeOf(err) == messages.CatalogCorrupt {
+			// The damage is in the activity log; the readable scenarios
+			// are still worth showing.
+			return l, nil
+		}
 	}
 	return l, err
 }
