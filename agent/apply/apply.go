@@ -25,6 +25,12 @@ var (
 	// is exhausted (EDQUOT). The change was not applied; deliver it again
 	// once there is room.
 	ErrNoSpace = errors.New("no space left on the replica")
+	// ErrBaseMismatch: an OpPatch's delta was not made against the
+	// replica's copy of the file (another version, a missing file, or
+	// something else than a regular file in its place) and the copy is not
+	// already the delta's result either. Nothing was changed; the master
+	// sends the file whole instead (OpReplaceFile).
+	ErrBaseMismatch = errors.New("replica file is not the base the delta was made against")
 	// ErrInUse: another Applier holds the target.
 	ErrInUse = errors.New("replica target is in use by another applier")
 )
@@ -227,7 +233,7 @@ func (a *Applier) applyInBatch(c *change.Change) error {
 // committed on its own.
 func destructive(op change.Op) bool {
 	switch op {
-	case change.OpRename, change.OpRemove, change.OpLink, change.OpSymlink, change.OpReplaceFile:
+	case change.OpRename, change.OpRemove, change.OpLink, change.OpSymlink, change.OpReplaceFile, change.OpPatch:
 		return true
 	}
 	return false

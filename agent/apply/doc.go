@@ -37,9 +37,10 @@
 // master did; the master captured that write as one unit, and if the
 // replica crashes in the middle the change is delivered again (LastApplied
 // was not advanced) and writing the same bytes at the same offset is
-// idempotent. And an OpReplaceFile of a file with several hard links is
-// rewritten in place, so that the other names keep sharing its content
-// rather than silently keeping the old one.
+// idempotent. And an OpReplaceFile or OpPatch of a file with several hard
+// links is rewritten in place, so that the other names keep sharing its
+// content rather than silently keeping the old one (an OpPatch builds and
+// checks the new content in a temporary file first, then copies it over).
 //
 // Everything else that creates or replaces a name builds the new object
 // under a temporary name in the same directory (".holdfast-tmp-<seq>"),
@@ -56,7 +57,8 @@
 // nothing on the replica. The last component is never followed either: an
 // op on a path that is a symlink acts on the link itself (OpWrite,
 // OpTruncate, OpCreate and OpReplaceFile replace the link by a regular
-// file; OpChown, OpSetTimes and xattr ops use the no-follow variants;
+// file; OpPatch refuses it with ErrBaseMismatch, as a link has no content
+// to patch; OpChown, OpSetTimes and xattr ops use the no-follow variants;
 // OpChmod does nothing, as Linux has no symlink modes). A change whose path
 // leaves the root ("..", absolute), goes through a symlink, or names the
 // applier's own state directory fails with an error wrapping ErrEscape, so
@@ -123,6 +125,26 @@
 //     says nothing about them and losing an ACL silently is worse than
 //     keeping one the verify scan would flag. A file with several hard
 //     links is rewritten in place (see above). Again: the same content.
+//   - OpPatch: rebuilds the regular file at Path from its current content
+//     and the delta of package blocksync in Data, then sets Mode and MTime
+//     and carries owner and xattrs over exactly as OpReplaceFile does. The
+//     delta's framing is checked first (a damaged, truncated or reordered
+//     delta fails wrapping blocksync.ErrInvalid before anything is
+//     created); blocksync.Patch then writes the new content under a
+//     temporary name, refusing any copy beyond the old file and any result
+//     whose size or checksum differs from the delta's end op; only then is
+//     it synced and renamed over Path. On any failure the file is
+//     untouched and the temporary name removed. A missing file, a symlink
+//     or special file in its place, or a file of another size or content
+//     than the delta was made against fails with ErrBaseMismatch, and the
+//     master sends the file whole instead. Again: the file already holds
+//     the result, which the header's size check or the end checksum then
+//     refuses as a base; so before failing, OpPatch checks whether the file
+//     has the end op's size and checksum, and if it has, the patch is done
+//     (mode and time are set again, file and parent synced). A crash in the
+//     middle of the in-place rewrite of a hard-linked file leaves content
+//     that is neither version; the replay fails with ErrBaseMismatch and
+//     the whole-file resend repairs it.
 //
 // Metadata of symlinks (owner, times, xattrs) is made durable with
 // syncfs(2) on the filesystem holding them, because a symlink cannot be

@@ -47,6 +47,11 @@ func FuzzApply(f *testing.F) {
 		{Op: change.OpRemoveXattr, Path: "evil/sentinel", XattrName: "user.a"},
 		{Op: change.OpReplaceFile, Path: "evilf", Data: []byte("k=v"), Mode: 0o600, MTime: 5},
 		{Op: change.OpReplaceFile, Path: ".holdfast/applied", Data: []byte("x")},
+		{Op: change.OpPatch, Path: "f", Data: mustDelta("content of f", "content of f, patched"), Mode: 0o644, MTime: 5},
+		{Op: change.OpPatch, Path: "d/g", Data: mustDelta("content of d/g", "CONTENT of d/g"), Mode: 0o600},
+		{Op: change.OpPatch, Path: "f2", Data: mustDelta("content of f", "f"), Mode: 0o600},
+		{Op: change.OpPatch, Path: "evilf", Data: mustDelta("do not touch", "pwned"), Mode: 0o777},
+		{Op: change.OpPatch, Path: "evil/sentinel", Data: mustDelta("do not touch", "pwned"), Mode: 0o777},
 	} {
 		seed(c)
 	}

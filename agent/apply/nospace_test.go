@@ -35,6 +35,8 @@ func TestNoSpace(t *testing.T) {
 			[]want{fileIs("docs/small", "small", 0o600)}},
 		{"write creating a file", change.Change{Op: change.OpWrite, Path: "docs/new", Data: big},
 			[]want{absent("docs/new")}},
+		{"patch", change.Change{Op: change.OpPatch, Path: "docs/small", Data: mustDelta("small", string(big)), Mode: 0o644},
+			[]want{fileIs("docs/small", "small", 0o600)}},
 		// In place, as the master wrote: what fitted may stay until the
 		// change is delivered again (see the package doc).
 		{"write in place", change.Change{Op: change.OpWrite, Path: "docs/small", Offset: 5, Data: big}, nil},

@@ -38,6 +38,8 @@ func (a *Applier) do(c *change.Change, replace bool) error {
 		return a.meta(c)
 	case change.OpReplaceFile:
 		return a.replaceFile(c)
+	case change.OpPatch:
+		return a.patchFile(c)
 	}
 	return fmt.Errorf("%w: op %v", change.ErrInvalid, c.Op)
 }
@@ -464,25 +466,33 @@ func (a *Applier) replaceFile(c *change.Change) error {
 		if err := pwriteAll(fd, c.Data, 0); err != nil {
 			return err
 		}
-		if old >= 0 && a.preserveOwner {
-			// Before the mode: chown clears setuid and setgid.
-			if err := unix.Fchown(fd, int(st.Uid), int(st.Gid)); err != nil {
-				return os.NewSyscallError("fchown", err)
-			}
+		return a.finishNew(dir.fd, tmp, fd, old, &st, mode, c.MTime)
+	})
+}
+
+// finishNew gives the new file fd, built under the name tmp in dir to
+// replace a file, what OpReplaceFile and OpPatch set: the replaced file's
+// owner and extended attributes (old is its descriptor and st its stat, or
+// old is -1 when nothing is replaced), mode, and mtime unless it is 0.
+func (a *Applier) finishNew(dir int, tmp string, fd, old int, st *unix.Stat_t, mode uint32, mtime int64) error {
+	if old >= 0 && a.preserveOwner {
+		// Before the mode: chown clears setuid and setgid.
+		if err := unix.Fchown(fd, int(st.Uid), int(st.Gid)); err != nil {
+			return os.NewSyscallError("fchown", err)
 		}
-		if err := fchmod(fd, mode); err != nil {
+	}
+	if err := fchmod(fd, mode); err != nil {
+		return err
+	}
+	if old >= 0 {
+		if err := copyXattrs(old, fd); err != nil {
 			return err
 		}
-		if old >= 0 {
-			if err := copyXattrs(old, fd); err != nil {
-				return err
-			}
-		}
-		if c.MTime != 0 {
-			return setMTime(dir.fd, tmp, c.MTime)
-		}
-		return nil
-	})
+	}
+	if mtime != 0 {
+		return setMTime(dir, tmp, mtime)
+	}
+	return nil
 }
 
 // rewrite replaces the content of a file with several links in place, so

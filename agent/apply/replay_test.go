@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"path/filepath"
 	"reflect"
+	"strings"
 	"testing"
 
 	"github.com/holdfast/holdfast/agent/change"
@@ -13,7 +14,7 @@ import (
 // story is a stream exercising every op, including the sequences that make
 // replay hard: a file renamed away and its old name written again, a file
 // written in two parts and then renamed, links replaced, directories
-// renamed with a hard link inside. It ends by setting the time of every
+// renamed with a hard link inside, files patched with deltas. It ends by setting the time of every
 // surviving file and link, so that trees built at different moments
 // compare equal.
 func story() []change.Change {
@@ -69,6 +70,14 @@ func story() []change.Change {
 		w("w", 0, "a file"),
 		change.Change{Op: change.OpMkdir, Path: "w", Mode: 0o755},
 		w("w/in", 0, "inside"),
+		// Block-level updates: a delta that grows a file, one that keeps
+		// the size of a file with two names (rewritten in place; a replay
+		// finds the result by its checksum), one through the other name.
+		w("p.bin", 0, patchOld),
+		change.Change{Op: change.OpPatch, Path: "p.bin", Data: mustDelta(patchOld, patchNew), Mode: 0o640, MTime: t1 + 10},
+		change.Change{Op: change.OpLink, Path: "p.bin", NewPath: "docs/p.link"},
+		change.Change{Op: change.OpPatch, Path: "p.bin", Data: mustDelta(patchNew, strings.ToUpper(patchNew)), Mode: 0o600, MTime: t1 + 11},
+		change.Change{Op: change.OpPatch, Path: "docs/p.link", Data: mustDelta(strings.ToUpper(patchNew), patchOld), Mode: 0o644, MTime: t1 + 12},
 		times("docs/a.txt", t1),
 		times("docs/b.bin", t1+1),
 		times("docs/cur", t1+2),

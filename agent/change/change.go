@@ -30,11 +30,12 @@ const (
 	OpSetXattr                  // set extended attribute XattrName to XattrValue
 	OpRemoveXattr               // remove extended attribute XattrName
 	OpReplaceFile               // replace the file at Path with Data whole (file-level sync)
+	OpPatch                     // rebuild the file at Path from its current content and the delta in Data (block-level sync)
 	opLimit
 )
 
 var opNames = [...]string{"", "write", "truncate", "create", "mkdir", "symlink", "link", "rename", "remove",
-	"chmod", "chown", "settimes", "setxattr", "removexattr", "replacefile"}
+	"chmod", "chown", "settimes", "setxattr", "removexattr", "replacefile", "patch"}
 
 func (o Op) String() string {
 	if o > 0 && o < opLimit {
@@ -46,6 +47,12 @@ func (o Op) String() string {
 // Change is one captured change. Paths are relative to the scenario root,
 // slash-separated and clean (see ValidPath); the replica resolves them below
 // its target directory and nowhere else.
+//
+// For OpPatch, Data is a delta of package blocksync in its wire encoding
+// (the op frames written by blocksync.AppendOp or OpWriter, from the
+// header op to the end op). This package treats it as opaque bytes: the
+// frames carry their own version and checksums, and only the replica,
+// which holds the old file, can check them against it.
 type Change struct {
 	Seq        uint64 // per scenario, increasing; the transport acknowledges by it
 	Op         Op
@@ -54,10 +61,10 @@ type Change struct {
 	Target     string // OpSymlink
 	Offset     int64  // OpWrite
 	Size       int64  // OpTruncate
-	Data       []byte // OpWrite, OpReplaceFile
-	Mode       uint32 // OpCreate, OpMkdir, OpChmod, OpReplaceFile
+	Data       []byte // OpWrite, OpReplaceFile; OpPatch: an encoded delta (see below)
+	Mode       uint32 // OpCreate, OpMkdir, OpChmod, OpReplaceFile, OpPatch
 	UID, GID   uint32 // OpChown
-	MTime      int64  // OpSetTimes, OpReplaceFile: Unix nanoseconds
+	MTime      int64  // OpSetTimes, OpReplaceFile, OpPatch: Unix nanoseconds
 	XattrName  string
 	XattrValue []byte
 	Captured   int64 // when the master saw it, Unix nanoseconds: replication lag
@@ -125,6 +132,12 @@ func (c *Change) Validate() error {
 	case OpTruncate:
 		if c.Size < 0 {
 			return invalid("negative size %d", c.Size)
+		}
+	case OpPatch:
+		// A delta holds at least its header and end ops; an empty one is
+		// a sender's bug, not a no-op.
+		if len(c.Data) == 0 {
+			return invalid("patch without a delta")
 		}
 	case OpSetXattr, OpRemoveXattr:
 		if c.XattrName == "" || len(c.XattrName) > MaxXattrName || strings.ContainsRune(c.XattrName, 0) {

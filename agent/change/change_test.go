@@ -21,6 +21,8 @@ func samples() map[string]Change {
 		"xattr":    {Seq: 11, Op: OpSetXattr, Path: "docs", XattrName: "user.tag", XattrValue: []byte{0, 1, 2}},
 		"truncate": {Seq: 12, Op: OpTruncate, Path: "big.db", Size: 1 << 30},
 		"replace":  {Seq: 13, Op: OpReplaceFile, Path: "small.cfg", Data: []byte("k=v\n"), Mode: 0o644, MTime: 1764000000123456789},
+		// The delta is opaque to this package: any non-empty bytes do.
+		"patch": {Seq: 14, Op: OpPatch, Path: "data/big.db", Data: []byte{0xB7, 1, 1, 0x80, 0x20, 0x0A, 0xDE, 0xAD, 0xBE, 0xEF}, Mode: 0o600, MTime: 1764000000987654321},
 	}
 }
 
@@ -77,6 +79,7 @@ func TestDecodeRejects(t *testing.T) {
 		{"no op", reseal(Change{Path: "a"})},
 		{"negative offset", reseal(Change{Op: OpWrite, Path: "a", Offset: -1})},
 		{"symlink without target", reseal(Change{Op: OpSymlink, Path: "a"})},
+		{"patch without delta", reseal(Change{Op: OpPatch, Path: "a", Mode: 0o644})},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -104,4 +107,22 @@ func FuzzDecode(f *testing.F) {
 			t.Fatalf("re-encoding does not round trip: %v", err)
 		}
 	})
+}
+
+// TestOpNumbers pins every op's wire number: records already spooled or in
+// flight carry them, so an op is only ever added at the end of the list.
+func TestOpNumbers(t *testing.T) {
+	want := []Op{OpWrite, OpTruncate, OpCreate, OpMkdir, OpSymlink, OpLink, OpRename, OpRemove,
+		OpChmod, OpChown, OpSetTimes, OpSetXattr, OpRemoveXattr, OpReplaceFile, OpPatch}
+	for i, op := range want {
+		if int(op) != i+1 {
+			t.Errorf("%v is %d, want %d", op, op, i+1)
+		}
+	}
+	if opLimit != OpPatch+1 {
+		t.Errorf("opLimit %d: a new op was added without extending this test", opLimit)
+	}
+	if OpPatch.String() != "patch" {
+		t.Errorf("OpPatch.String() = %q", OpPatch.String())
+	}
 }
