@@ -48,6 +48,50 @@ step "List and show it"
 hf scenario list
 hf scenario show "File Server - demo"
 
+step "Run the scenario: it synchronizes, then replicates changes as they happen"
+hf scenario run "File Server - demo"
+wait_state() {
+  for _ in $(seq 1 300); do
+    "$bin/holdfast" --data "$data" scenario status "File Server - demo" | head -1 | grep -q ": $1\$" && return 0
+    sleep 0.1
+  done
+  echo "scenario did not reach state $1 in 30 s"; "$bin/holdfast" --data "$data" scenario status "File Server - demo"; return 1
+}
+wait_state running
+hf report synchronization "File Server - demo"
+diff -r --exclude=.holdfast "$work/master" "$work/replica" && echo "(master and replica trees are identical)"
+
+step "Change files on the master and watch them arrive on the replica"
+start_ns=$(date +%s%N)
+echo "minutes of the meeting" >"$work/master/projects/minutes.txt"
+head -c 300000 /dev/urandom >>"$work/master/projects/alpha/file3.bin"
+mv "$work/master/projects/alpha/file1.bin" "$work/master/mail/moved.bin"
+rm "$work/master/projects/alpha/file2.bin"
+mkdir -p "$work/master/new/deeper" && echo "fresh" >"$work/master/new/deeper/f.txt"
+chmod 600 "$work/master/mail/readme.txt"
+for _ in $(seq 1 200); do
+  diff -r --exclude=.holdfast "$work/master" "$work/replica" >/dev/null 2>&1 && break
+  sleep 0.05
+done
+if diff -r --exclude=.holdfast "$work/master" "$work/replica"; then
+  echo "(all six changes arrived within $(( ($(date +%s%N) - start_ns) / 1000000 )) ms of the first write, as seen from here)"
+else
+  echo "replica still differs after 10 s"; exit 1
+fi
+hf scenario status "File Server - demo"
+
+step "Suspend: the master spools, the replica stays as it was; resume drains the spool"
+hf scenario suspend "File Server - demo"
+for i in 1 2 3; do echo "written while suspended $i" >"$work/master/projects/suspended-$i.txt"; done
+sleep 1
+ls "$work/replica/projects" | grep -c suspended- | sed 's/^/files of the suspended period on the replica: /' || true
+"$bin/holdfast" --data "$data" scenario status "File Server - demo" | grep -E 'phase|spool'
+hf scenario resume "File Server - demo"
+for _ in $(seq 1 200); do diff -r --exclude=.holdfast "$work/master" "$work/replica" >/dev/null 2>&1 && break; sleep 0.05; done
+diff -r --exclude=.holdfast "$work/master" "$work/replica" && echo "(after resume the replica is identical again, without a resynchronization)"
+hf report difference "File Server - demo"
+hf report replication "File Server - demo"
+
 step "A bad definition is refused with a message code"
 hf scenario create broken --type fileserver --root relative/dir --replica "$work/replica" || true
 
@@ -65,6 +109,9 @@ hf scenario show "File Server - demo" >/dev/null && echo "(the restarted plugin 
 
 step "Activity log"
 hf log
+
+step "Stop the scenario and holdfastd"
+hf scenario stop "File Server - demo"
 
 step "Stop holdfastd"
 kill -TERM "$daemon_pid"

@@ -43,11 +43,12 @@ type Recorder interface {
 
 // Server holds what the handlers need.
 type Server struct {
-	Scenarios *scenarios.Service
-	Plugins   Plugins
-	Activity  ActivityReader
-	Recorder  Recorder
-	Logger    *slog.Logger
+	Scenarios   *scenarios.Service
+	Replication Replication
+	Plugins     Plugins
+	Activity    ActivityReader
+	Recorder    Recorder
+	Logger      *slog.Logger
 
 	tokenHash [sha256.Size]byte
 	denied    deniedLimiter
@@ -66,10 +67,13 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("POST /api/v1/scenarios", s.createScenario)
 	mux.HandleFunc("GET /api/v1/scenarios/{name}", s.getScenario)
 	mux.HandleFunc("DELETE /api/v1/scenarios/{name}", s.deleteScenario)
+	mux.HandleFunc("POST /api/v1/scenarios/{name}/{action}", s.scenarioAction)
+	mux.HandleFunc("GET /api/v1/scenarios/{name}/status", s.scenarioStatus)
+	mux.HandleFunc("GET /api/v1/scenarios/{name}/difference", s.differenceReport)
 	mux.HandleFunc("GET /api/v1/plugins", s.listPlugins)
 	mux.HandleFunc("GET /api/v1/log", s.listLog)
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
-		s.fail(w, r, messages.New(messages.BadRequest, fmt.Sprintf("no route %s %s", r.Method, r.URL.Path)), http.StatusNotFound)
+		s.fail(w, r, notFound(r), http.StatusNotFound)
 	})
 	return s.authenticate(mux)
 }
@@ -173,8 +177,14 @@ func statusOf(err error) int {
 		return http.StatusBadGateway
 	case messages.NotAuthorized:
 		return http.StatusUnauthorized
+	case messages.ScenarioNotRunning, messages.ScenarioAlreadyRunning:
+		return http.StatusConflict
 	}
 	return http.StatusInternalServerError
+}
+
+func notFound(r *http.Request) error {
+	return messages.New(messages.BadRequest, fmt.Sprintf("no route %s %s", r.Method, r.URL.Path))
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {

@@ -73,7 +73,9 @@ func (s *Server) listScenarios(w http.ResponseWriter, r *http.Request) {
 	}
 	out := make([]Scenario, 0, len(list))
 	for _, sc := range list {
-		out = append(out, scenarioOut(sc, nil))
+		o := scenarioOut(sc, nil)
+		o.State = s.Replication.State(sc)
+		out = append(out, o)
 	}
 	writeJSON(w, http.StatusOK, out)
 }
@@ -98,11 +100,21 @@ func (s *Server) getScenario(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, err, 0)
 		return
 	}
-	writeJSON(w, http.StatusOK, scenarioOut(d.Scenario, d.Entities))
+	o := scenarioOut(d.Scenario, d.Entities)
+	o.State = s.Replication.State(d.Scenario)
+	writeJSON(w, http.StatusOK, o)
 }
 
 func (s *Server) deleteScenario(w http.ResponseWriter, r *http.Request) {
-	sc, err := s.Scenarios.Delete(r.Context(), r.PathValue("name"))
+	name := r.PathValue("name")
+	// A running scenario's engines would outlive its record.
+	if st, err := s.Replication.Status(name); err == nil && st.State != string(catalog.StateStopped) {
+		err := messages.New(messages.ScenarioAlreadyRunning, name)
+		s.Recorder.RecordError(r.Context(), err)
+		s.fail(w, r, err, 0)
+		return
+	}
+	sc, err := s.Scenarios.Delete(r.Context(), name)
 	if err != nil {
 		s.fail(w, r, err, 0)
 		return

@@ -19,6 +19,7 @@ import (
 	"github.com/holdfast/holdfast/appliance/config"
 	"github.com/holdfast/holdfast/appliance/messages"
 	"github.com/holdfast/holdfast/appliance/pluginhost"
+	"github.com/holdfast/holdfast/appliance/runner"
 	"github.com/holdfast/holdfast/appliance/scenarios"
 	"github.com/holdfast/holdfast/appliance/version"
 )
@@ -41,7 +42,7 @@ func Run(ctx context.Context, cfg config.Config, opts Options, logger *slog.Logg
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return messages.New(messages.DataDirUnusable, cfg.DataDir, err)
 	}
-	for _, sub := range []string{"run", "plugins", "store"} {
+	for _, sub := range []string{"run", "plugins", "store", "spool"} {
 		if err := os.MkdirAll(filepath.Join(cfg.DataDir, sub), 0o700); err != nil {
 			return messages.New(messages.DataDirUnusable, cfg.DataDir, err)
 		}
@@ -78,7 +79,16 @@ func Run(ctx context.Context, cfg config.Config, opts Options, logger *slog.Logg
 	plugins.Start(ctx)
 	defer plugins.Stop()
 
+	runs := runner.New(cat, log, filepath.Join(cfg.DataDir, "spool"))
+	runs.Restart(ctx)
+	defer func() {
+		if err := runs.Close(); err != nil {
+			logger.Error("stop replication", "err", err)
+		}
+	}()
+
 	srv := api.New(token)
+	srv.Replication = runs
 	srv.Scenarios = scenarios.New(cat, plugins, log, []string{"localhost", cfg.HostName})
 	srv.Plugins = plugins
 	srv.Activity = cat
@@ -122,6 +132,9 @@ func Run(ctx context.Context, cfg config.Config, opts Options, logger *slog.Logg
 		logger.Warn("API shutdown cut short", "err", err)
 	}
 	os.Remove(filepath.Join(cfg.DataDir, AddrFile))
+	if err := runs.Close(); err != nil {
+		logger.Error("stop replication", "err", err)
+	}
 	plugins.Stop()
 	log.Record(context.Background(), messages.DaemonStopped)
 	return nil

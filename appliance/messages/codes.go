@@ -48,6 +48,21 @@ const (
 	SnapshotReleaseFailed  Code = "HF-E4021" // legacy AE0461
 	ScenarioUnreachable    Code = "HF-E4030" // legacy AE0463
 	ScenarioGeneralError   Code = "HF-E4099" // legacy AE0472
+	ReplicationStarted     Code = "HF-I4040"
+	SyncFinished           Code = "HF-I4041"
+	ReplicationStopped     Code = "HF-I4042"
+	ReplicationSuspended   Code = "HF-I4043"
+	ReplicationResumed     Code = "HF-I4044"
+	SpoolOverflow          Code = "HF-W4045"
+	CaptureOverflow        Code = "HF-W4046"
+	ReplicaNoSpace         Code = "HF-E4047"
+	ReplicaPathRefused     Code = "HF-E4048"
+	ReplicationRecovered   Code = "HF-I4049"
+	ScenarioNotRunning     Code = "HF-E4050"
+	ScenarioAlreadyRunning Code = "HF-E4051"
+	CaptureUnwatched       Code = "HF-W4052"
+	ReplicationFailed      Code = "HF-E4053"
+	SpoolRepaired          Code = "HF-W4054"
 
 	// 5xxx: backup.
 	BackupNoConsistentImage Code = "HF-E5001" // legacy AE0457
@@ -166,6 +181,40 @@ func init() {
 		Message{ScenarioGeneralError, sev, "replica", "scenario %s (id %d) reported an error: %v",
 			"The replication engine reported an error that has no more specific code.",
 			"Read the scenario's events for details.", "AE0472"},
+
+		Message{ReplicationStarted, catalog.Info, "replication", "scenario %s: replication of %s to %s started (change capture: %s)", "", "", ""},
+		Message{SyncFinished, catalog.Info, "replication", "scenario %s: %s synchronized in %s: %s", "", "", ""},
+		Message{ReplicationStopped, catalog.Info, "replication", "scenario %s stopped; changes captured until now are kept in the spool", "", "", ""},
+		Message{ReplicationSuspended, catalog.Info, "replication", "scenario %s suspended: the replica stops applying, the master spools changes", "", "", ""},
+		Message{ReplicationResumed, catalog.Info, "replication", "scenario %s resumed: the spool drains to the replica", "", "", ""},
+		Message{SpoolOverflow, catalog.Warning, "replication", "scenario %s: the spool of %s is full; changed files are now recorded by path and will be resynchronized block-level",
+			"The replica was suspended or unreachable for longer than the spool's size allows.",
+			"Resume or reconnect the replica; raise the spool limit if this happens in normal operation. No change is lost.", ""},
+		Message{CaptureOverflow, catalog.Warning, "replication", "scenario %s: change events were lost (%s); rescanning %s",
+			"The kernel or the capture queue could not keep up with a burst of changes.",
+			"Nothing to do: the rescan finds every difference. If it repeats, raise fs.inotify.max_queued_events.", ""},
+		Message{ReplicaNoSpace, sev, "replication", "scenario %s: replica %s is out of space; replication waits, changes stay in the spool: %v",
+			"The replica's filesystem is full.",
+			"Free space on the replica; replication resumes by itself.", ""},
+		Message{ReplicaPathRefused, sev, "replication", "scenario %s: change to %s refused by the replica: %v",
+			"The change would have written outside the replica's target directory (a path with '..' or through a symlink).",
+			"Check the master for unusual symlinks under the root; the refused change was skipped.", ""},
+		Message{ReplicationRecovered, catalog.Info, "replication", "scenario %s: replication works again", "", "", ""},
+		Message{ScenarioNotRunning, sev, "replication", "scenario %s is not running",
+			"The operation needs a running scenario.",
+			"Run it with 'holdfast scenario run'.", ""},
+		Message{ScenarioAlreadyRunning, sev, "replication", "scenario %s is already running",
+			"A scenario runs once.",
+			"Stop it first if you want to restart it.", ""},
+		Message{CaptureUnwatched, catalog.Warning, "replication", "scenario %s: %s cannot be watched (%s); it is rescanned instead",
+			"The kernel refused more watches (fs.inotify.max_user_watches).",
+			"Raise fs.inotify.max_user_watches; until then changes below that folder are found by rescans.", ""},
+		Message{ReplicationFailed, sev, "replication", "scenario %s: %v",
+			"Replication hit an error it retries by itself.",
+			"Read the message; if it persists, check the master's root and the replica's target.", ""},
+		Message{SpoolRepaired, catalog.Warning, "replication", "scenario %s: the spool of %s was repaired after an unclean stop: %s",
+			"The agent was killed or the power failed while writing the spool; changes not yet acknowledged to capture are re-read by the next synchronization.",
+			"Nothing to do.", ""},
 
 		Message{BackupNoConsistentImage, sev, "backup", "neither Assured Recovery nor suspend could be performed for scenario %s (id %d) on replica %s",
 			"Before the backup, the replica must prove the application (AR) or pause applying changes for a snapshot; neither succeeded.",

@@ -17,8 +17,9 @@ import (
 )
 
 func (a *app) scenarioCmd() *cobra.Command {
-	cmd := &cobra.Command{Use: "scenario", Short: "Create, list, show and delete scenarios"}
+	cmd := &cobra.Command{Use: "scenario", Short: "Create, list, show, delete, run, stop, suspend and resume scenarios"}
 	cmd.AddCommand(a.scenarioCreateCmd(), a.scenarioListCmd(), a.scenarioShowCmd(), a.scenarioDeleteCmd())
+	cmd.AddCommand(a.scenarioActionCmds()...)
 	return cmd
 }
 
