@@ -505,3 +505,91 @@ func (quietPebble) Errorf(string, ...any) {}
 func (quietPebble) Fatalf(format string, args ...any) {
 	panic(fmt.Sprintf(format, args...))
 }
+
+// waitState polls the scenario's status until it reaches state.
+func (d *testDaemon) waitState(t *testing.T, name, state string) api.ScenarioStatus {
+	t.Helper()
+	var st api.ScenarioStatus
+	deadline := time.Now().Add(30 * time.Second)
+	for time.Now().Before(deadline) {
+		d.getJSON(t, &st, "scenario", "status", name)
+		if st.State == state {
+			return st
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	t.Fatalf("scenario %s is %s, want %s: %+v", name, st.State, state, st)
+	return st
+}
+
+func (d *testDaemon) waitIdentical(t *testing.T, name string) {
+	t.Helper()
+	var diffs []api.DifferenceEntry
+	deadline := time.Now().Add(30 * time.Second)
+	for time.Now().Before(deadline) {
+		d.getJSON(t, &diffs, "report", "difference", name)
+		if len(diffs) == 0 {
+			return
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	t.Fatalf("master and replica still differ: %+v", diffs)
+}
+
+func TestScenarioReplicatesAndSurvivesRestart(t *testing.T) {
+	data := t.TempDir()
+	d := startDaemon(t, data, pluginsDir)
+	root, replica := masterTree(t)
+	if _, errOut, code := d.cli(t, "scenario", "create", "rep", "--type", "fileserver", "--root", root, "--replica", replica); code != 0 {
+		t.Fatal(errOut)
+	}
+	if _, errOut, code := d.cli(t, "scenario", "suspend", "rep"); code == 0 || !strings.Contains(errOut, "HF-E4050") {
+		t.Errorf("suspend of a stopped scenario: exit %d %q, want HF-E4050", code, errOut)
+	}
+	if _, errOut, code := d.cli(t, "scenario", "run", "rep"); code != 0 {
+		t.Fatal(errOut)
+	}
+	d.waitState(t, "rep", "running")
+	d.waitIdentical(t, "rep")
+	if b, err := os.ReadFile(filepath.Join(replica, "docs", "a.txt")); err != nil || string(b) != "hello" {
+		t.Fatalf("replica content = %q, %v", b, err)
+	}
+	if _, errOut, code := d.cli(t, "scenario", "run", "rep"); code == 0 || !strings.Contains(errOut, "HF-E4051") {
+		t.Errorf("second run: exit %d %q, want HF-E4051", code, errOut)
+	}
+	if _, errOut, code := d.cli(t, "scenario", "delete", "rep"); code == 0 || !strings.Contains(errOut, "HF-E4051") {
+		t.Errorf("delete while running: exit %d %q, want a refusal", code, errOut)
+	}
+
+	// Live change, then a daemon restart: the scenario runs again by
+	// itself and a change made while the daemon was down arrives.
+	if err := os.WriteFile(filepath.Join(root, "docs", "live.txt"), []byte("live"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	d.waitIdentical(t, "rep")
+	d.stop(t)
+	if err := os.WriteFile(filepath.Join(root, "docs", "offline.txt"), []byte("written while down"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	d2 := startDaemon(t, data, pluginsDir)
+	d2.waitState(t, "rep", "running")
+	d2.waitIdentical(t, "rep")
+	var list []api.Scenario
+	d2.getJSON(t, &list, "scenario", "list")
+	if len(list) != 1 || list[0].State != "running" {
+		t.Errorf("list after restart: %+v", list)
+	}
+	out, _, code := d2.cli(t, "report", "replication", "rep")
+	if code != 0 || !strings.Contains(out, "LAG P99") {
+		t.Errorf("replication report: %q", out)
+	}
+	if _, errOut, code := d2.cli(t, "scenario", "stop", "rep"); code != 0 {
+		t.Fatal(errOut)
+	}
+	d2.waitState(t, "rep", "stopped")
+	for _, c := range []string{"HF-I4040", "HF-I4041", "HF-I4042"} {
+		if !d2.logHas(t, c) {
+			t.Errorf("activity log lacks %s", c)
+		}
+	}
+}
