@@ -19,15 +19,20 @@ const crashEnv = "HOLDFAST_SPOOL_CRASH_DIR"
 
 var crashOpts = Options{SegmentSize: 64 << 10, MaxBytes: 1 << 30}
 
-// TestSpoolCrashHelper is the writer TestCrashSIGKILL kills; it does
-// nothing in a normal run. It appends batches, syncs, and prints "ACK n"
-// once Sync has returned for everything up to n; a second goroutine
-// acknowledges 200 changes behind and prints "ACKED n" once Ack returned.
-func TestSpoolCrashHelper(t *testing.T) {
-	dir := os.Getenv(crashEnv)
-	if dir == "" {
-		t.Skip("helper process for TestCrashSIGKILL")
+// TestMain runs crashWriter instead of the tests when TestCrashSIGKILL
+// starts this binary as its child.
+func TestMain(m *testing.M) {
+	if dir := os.Getenv(crashEnv); dir != "" {
+		crashWriter(dir)
 	}
+	os.Exit(m.Run())
+}
+
+// crashWriter is the writer TestCrashSIGKILL kills. It appends batches,
+// syncs, and prints "ACK n" once Sync has returned for everything up to n;
+// a second goroutine acknowledges 200 changes behind and prints "ACKED n"
+// once Ack returned.
+func crashWriter(dir string) {
 	die := func(err error) {
 		fmt.Printf("ERR %v\n", err)
 		os.Exit(2)
@@ -77,7 +82,7 @@ func TestCrashSIGKILL(t *testing.T) {
 	var maxSynced, maxAcked uint64
 	var truncations, rounds int
 	for round := range 20 {
-		cmd := exec.Command(os.Args[0], "-test.run=^TestSpoolCrashHelper$", "-test.count=1")
+		cmd := exec.Command(os.Args[0], "-test.run=^$")
 		cmd.Env = append(os.Environ(), crashEnv+"="+dir)
 		var stderr bytes.Buffer
 		cmd.Stderr = &stderr
