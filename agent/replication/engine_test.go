@@ -3,6 +3,7 @@ package replication
 import (
 	"bytes"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -299,5 +300,75 @@ func TestReplicaPathEscapeIsRefusedAndRepaired(t *testing.T) {
 	h.waitIdentical() // the resync replaces the symlink with the directory
 	if entries, _ := os.ReadDir(outside); len(entries) != 0 {
 		t.Fatalf("replication wrote outside the replica: %v", entries)
+	}
+}
+
+func TestSpoolOverflowFallsBackToResync(t *testing.T) {
+	h := newHarness(t, capture.Inotify)
+	rep, err := OpenLocal(h.replica)
+	must(t, err)
+	eng, err := Start(Config{Root: h.master, Replica: rep, SpoolDir: h.spool, Backend: capture.Inotify,
+		SpoolMaxBytes: 16 << 10, RetryEvery: 100 * time.Millisecond, Notify: h.notices.add})
+	must(t, err)
+	h.eng, h.rep = eng, rep
+	t.Cleanup(h.stop)
+	h.waitPhase(PhaseReplicating)
+	h.eng.Suspend()
+	h.waitPhase(PhaseSuspended)
+	// Far more than 16 KiB of changes while the replica does not apply.
+	for i := 0; i < 40; i++ {
+		h.write(filepath.Join("burst", strings.Repeat("n", i%7+1)+string(rune('a'+i%26))+".bin"), strings.Repeat("z", 2000+i))
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for !h.notices.has(NoticeSpoolOverflow) && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+	}
+	if !h.notices.has(NoticeSpoolOverflow) {
+		t.Fatalf("no overflow notice; status %+v", h.eng.Status())
+	}
+	if st := h.eng.Status(); st.DirtyPaths == 0 {
+		t.Errorf("overflow recorded no dirty paths: %+v", st)
+	}
+	h.eng.Resume()
+	h.waitIdentical() // nothing lost: what the spool could not hold is resynchronized
+	if st := h.eng.Status(); st.DirtyPaths != 0 {
+		t.Errorf("dirty paths left after the resync: %+v", st)
+	}
+}
+
+func TestReplicaDiskFullWaitsAndResumes(t *testing.T) {
+	h := newHarness(t, capture.Inotify)
+	must(t, os.MkdirAll(h.replica, 0o700))
+	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size=512k", "tmpfs", h.replica).CombinedOutput(); err != nil {
+		t.Skipf("cannot mount a small tmpfs for the replica (needs root and mount permission): %v %s", err, out)
+	}
+	t.Cleanup(func() { exec.Command("umount", "-l", h.replica).Run() })
+	h.start()
+	// Fill the replica's filesystem behind replication's back.
+	filler := filepath.Join(h.replica, ".holdfast", "filler")
+	f, err := os.Create(filler)
+	must(t, err)
+	buf := make([]byte, 4096)
+	for {
+		if _, err := f.Write(buf); err != nil {
+			break
+		}
+	}
+	f.Close()
+	h.write("docs/needs-space.txt", strings.Repeat("s", 64<<10))
+	deadline := time.Now().Add(10 * time.Second)
+	for !h.notices.has(NoticeNoSpace) && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+	}
+	if !h.notices.has(NoticeNoSpace) {
+		t.Fatalf("no out-of-space notice; status %+v", h.eng.Status())
+	}
+	if st := h.eng.Status(); st.Phase != PhaseProblem || st.SpoolPending == 0 {
+		t.Errorf("while full: phase %s, spool %d; want problem with the change kept in the spool", st.Phase, st.SpoolPending)
+	}
+	must(t, os.Remove(filler))
+	h.waitIdentical()
+	if !h.notices.has(NoticeRecovered) {
+		t.Error("recovery not reported")
 	}
 }
