@@ -12,6 +12,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"time"
 
@@ -54,9 +55,36 @@ type Config struct {
 		RestartBackoffMin Duration `toml:"restart_backoff_min"`
 		RestartBackoffMax Duration `toml:"restart_backoff_max"`
 	} `toml:"plugins"`
+	Replication struct {
+		SpoolMax Size   `toml:"spool_max"`
+		Capture  string `toml:"capture"`
+	} `toml:"replication"`
 	Log struct {
 		Level string `toml:"level"`
 	} `toml:"log"`
+}
+
+// Size is a byte count written as "512MiB" or "1GiB" in the file.
+type Size int64
+
+// UnmarshalText implements encoding.TextUnmarshaler.
+func (s *Size) UnmarshalText(b []byte) error {
+	text := strings.TrimSpace(string(b))
+	units := []struct {
+		suffix string
+		mult   int64
+	}{{"GiB", 1 << 30}, {"MiB", 1 << 20}, {"KiB", 1 << 10}, {"B", 1}}
+	for _, u := range units {
+		if num, ok := strings.CutSuffix(text, u.suffix); ok {
+			n, err := strconv.ParseInt(strings.TrimSpace(num), 10, 64)
+			if err != nil || n < 0 || n > (1<<62)/u.mult {
+				break
+			}
+			*s = Size(n * u.mult)
+			return nil
+		}
+	}
+	return fmt.Errorf("%q is not a size (write e.g. \"512MiB\" or \"1GiB\")", text)
 }
 
 // Load returns the default configuration overridden by the file at path
@@ -162,6 +190,14 @@ func (c *Config) Validate() error {
 	if c.Plugins.RestartBackoffMax < c.Plugins.RestartBackoffMin {
 		return fmt.Errorf("plugins.restart_backoff_max (%s) is less than restart_backoff_min (%s)",
 			time.Duration(c.Plugins.RestartBackoffMax), time.Duration(c.Plugins.RestartBackoffMin))
+	}
+	if c.Replication.SpoolMax < 1<<20 {
+		return fmt.Errorf("replication.spool_max must be at least 1MiB, got %d bytes", c.Replication.SpoolMax)
+	}
+	switch c.Replication.Capture {
+	case "auto", "fanotify", "inotify":
+	default:
+		return fmt.Errorf("replication.capture %q: use auto, fanotify or inotify", c.Replication.Capture)
 	}
 	switch c.Log.Level {
 	case "debug", "info", "warn", "error":

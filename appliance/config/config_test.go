@@ -45,6 +45,14 @@ func TestLoadFile(t *testing.T) {
 		{name: "bad listen", text: "[api]\nlisten = \"7420\"\n", wantErr: "api.listen"},
 		{name: "host name listen", text: "[api]\nlisten = \"example:80\"\n", wantErr: "IP address"},
 		{name: "bad level", text: "[log]\nlevel = \"loud\"\n", wantErr: "log.level"},
+		{name: "spool size", text: "[replication]\nspool_max = \"256MiB\"\n", check: func(t *testing.T, c Config) {
+			if c.Replication.SpoolMax != 256<<20 || c.Replication.Capture != "auto" {
+				t.Errorf("replication = %+v", c.Replication)
+			}
+		}},
+		{name: "bad size", text: "[replication]\nspool_max = \"lots\"\n", wantErr: "not a size"},
+		{name: "tiny spool", text: "[replication]\nspool_max = \"1KiB\"\n", wantErr: "at least 1MiB"},
+		{name: "bad capture", text: "[replication]\ncapture = \"poll\"\n", wantErr: "replication.capture"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/holdfast/holdfast/agent/capture"
 	"github.com/holdfast/holdfast/appliance/activity"
 	"github.com/holdfast/holdfast/appliance/api"
 	"github.com/holdfast/holdfast/appliance/catalog"
@@ -79,7 +80,10 @@ func Run(ctx context.Context, cfg config.Config, opts Options, logger *slog.Logg
 	plugins.Start(ctx)
 	defer plugins.Stop()
 
-	runs := runner.New(cat, log, filepath.Join(cfg.DataDir, "spool"))
+	backend := map[string]capture.Backend{"auto": capture.Auto, "fanotify": capture.Fanotify, "inotify": capture.Inotify}[cfg.Replication.Capture]
+	runs := runner.New(cat, log, filepath.Join(cfg.DataDir, "spool"), runner.Options{
+		SpoolMaxBytes: int64(cfg.Replication.SpoolMax), Capture: backend,
+	})
 	runs.Restart(ctx)
 	defer func() {
 		if err := runs.Close(); err != nil {

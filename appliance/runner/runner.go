@@ -32,10 +32,10 @@ type Store interface {
 
 // Runner owns the running scenarios.
 type Runner struct {
-	store   Store
-	rec     activity.Recorder
-	spools  string // where spools live: one folder per scenario
-	backend capture.Backend
+	store  Store
+	rec    activity.Recorder
+	spools string // where spools live: one folder per scenario
+	opts   Options
 
 	mu      sync.Mutex
 	running map[uint64]*scenarioRun
@@ -53,9 +53,15 @@ type pair struct {
 	engine           *replication.Engine
 }
 
+// Options tune every engine the runner starts.
+type Options struct {
+	SpoolMaxBytes int64           // per replicated root; 0: the spool's default
+	Capture       capture.Backend // capture.Auto picks fanotify where it can
+}
+
 // New returns a Runner keeping spools below spoolDir.
-func New(store Store, rec activity.Recorder, spoolDir string) *Runner {
-	return &Runner{store: store, rec: rec, spools: spoolDir, running: map[uint64]*scenarioRun{}}
+func New(store Store, rec activity.Recorder, spoolDir string, opts Options) *Runner {
+	return &Runner{store: store, rec: rec, spools: spoolDir, opts: opts, running: map[uint64]*scenarioRun{}}
 }
 
 // ReplicaDir is where root is mirrored under target: the target itself for
@@ -114,7 +120,7 @@ func (r *Runner) start(ctx context.Context, sc catalog.Scenario) error {
 			p.replica = local
 			spoolDir := filepath.Join(r.spools, strconv.FormatUint(sc.ID, 10), fmt.Sprintf("r%d-%d", ri, oi))
 			eng, err := replication.Start(replication.Config{
-				Root: root, Replica: local, SpoolDir: spoolDir, Backend: r.backend,
+				Root: root, Replica: local, SpoolDir: spoolDir, Backend: r.opts.Capture, SpoolMaxBytes: r.opts.SpoolMaxBytes,
 				Notify: r.notifier(sc.Name, root, p.replicaDir),
 			})
 			if err != nil {
