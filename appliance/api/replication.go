@@ -22,9 +22,10 @@ type Replication interface {
 
 // ScenarioStatus is a scenario's replication as the API shows it.
 type ScenarioStatus struct {
-	Name  string       `json:"name"`
-	State string       `json:"state"`
-	Pairs []PairStatus `json:"pairs"`
+	Name    string       `json:"name"`
+	State   string       `json:"state"`
+	Problem string       `json:"problem,omitempty"`
+	Pairs   []PairStatus `json:"pairs"`
 }
 
 // PairStatus is one master root replicated to one replica directory.
@@ -69,7 +70,7 @@ type SyncStats struct {
 func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
 
 func statusOut(st runner.Status) ScenarioStatus {
-	out := ScenarioStatus{Name: st.Name, State: st.State, Pairs: []PairStatus{}}
+	out := ScenarioStatus{Name: st.Name, State: st.State, Problem: st.Problem, Pairs: []PairStatus{}}
 	for _, p := range st.Pairs {
 		k := p.Counters
 		out.Pairs = append(out.Pairs, PairStatus{

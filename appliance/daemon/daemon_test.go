@@ -593,3 +593,32 @@ func TestScenarioReplicatesAndSurvivesRestart(t *testing.T) {
 		}
 	}
 }
+
+func TestScenarioThatCannotRestartShowsProblem(t *testing.T) {
+	data := t.TempDir()
+	d := startDaemon(t, data, pluginsDir)
+	root, replica := masterTree(t)
+	if _, errOut, code := d.cli(t, "scenario", "create", "gone", "--type", "fileserver", "--root", root, "--replica", replica); code != 0 {
+		t.Fatal(errOut)
+	}
+	if _, errOut, code := d.cli(t, "scenario", "run", "gone"); code != 0 {
+		t.Fatal(errOut)
+	}
+	d.waitState(t, "gone", "running")
+	d.stop(t)
+	if err := os.RemoveAll(root); err != nil {
+		t.Fatal(err)
+	}
+	d2 := startDaemon(t, data, pluginsDir)
+	st := d2.waitState(t, "gone", "problem")
+	if st.Problem == "" {
+		t.Error("problem state without a reason")
+	}
+	if !d2.logHas(t, "HF-E4053") {
+		t.Error("the failed restart is not in the activity log")
+	}
+	if _, errOut, code := d2.cli(t, "scenario", "stop", "gone"); code != 0 {
+		t.Fatalf("stop of a scenario in problem: %s", errOut)
+	}
+	d2.waitState(t, "gone", "stopped")
+}

@@ -39,6 +39,10 @@ type Runner struct {
 
 	mu      sync.Mutex
 	running map[uint64]*scenarioRun
+	// failed holds scenarios the catalog says should run but that could
+	// not be started again after a restart, with why: they show Problem
+	// until an operator runs or stops them.
+	failed map[uint64]string
 }
 
 type scenarioRun struct {
@@ -61,7 +65,8 @@ type Options struct {
 
 // New returns a Runner keeping spools below spoolDir.
 func New(store Store, rec activity.Recorder, spoolDir string, opts Options) *Runner {
-	return &Runner{store: store, rec: rec, spools: spoolDir, opts: opts, running: map[uint64]*scenarioRun{}}
+	return &Runner{store: store, rec: rec, spools: spoolDir, opts: opts,
+		running: map[uint64]*scenarioRun{}, failed: map[uint64]string{}}
 }
 
 // ReplicaDir is where root is mirrored under target: the target itself for
@@ -134,6 +139,7 @@ func (r *Runner) start(ctx context.Context, sc catalog.Scenario) error {
 	}
 	r.mu.Lock()
 	r.running[sc.ID] = run
+	delete(r.failed, sc.ID)
 	r.mu.Unlock()
 	return nil
 }
@@ -193,11 +199,16 @@ func (r *Runner) Stop(ctx context.Context, name string) error {
 	r.mu.Lock()
 	run, ok := r.running[sc.ID]
 	delete(r.running, sc.ID)
+	_, failed := r.failed[sc.ID]
+	delete(r.failed, sc.ID)
 	r.mu.Unlock()
-	if !ok {
+	if !ok && !failed {
 		return messages.New(messages.ScenarioNotRunning, name)
 	}
-	stopErr := r.stopPairs(run.pairs)
+	var stopErr error
+	if ok {
+		stopErr = r.stopPairs(run.pairs)
+	}
 	sc.State = catalog.StateStopped
 	if err := r.store.UpdateScenario(sc); err != nil {
 		return messages.Wrap(err, messages.CatalogWriteFailed, err)
@@ -247,9 +258,10 @@ type PairStatus struct {
 // Status says how a scenario's replication stands. State is what operators
 // see in lists: stopped, synchronizing, running, suspended or problem.
 type Status struct {
-	Name  string
-	State string
-	Pairs []PairStatus
+	Name    string
+	State   string
+	Problem string // why a scenario that should run is not running
+	Pairs   []PairStatus
 }
 
 // Status returns the scenario's replication status.
@@ -265,7 +277,13 @@ func (r *Runner) status(sc catalog.Scenario) Status {
 	st := Status{Name: sc.Name, State: string(catalog.StateStopped)}
 	r.mu.Lock()
 	run, ok := r.running[sc.ID]
+	why, failed := r.failed[sc.ID]
 	r.mu.Unlock()
+	if failed {
+		st.State = string(catalog.StateProblem)
+		st.Problem = why
+		return st
+	}
 	if !ok {
 		return st
 	}
@@ -310,6 +328,9 @@ func (r *Runner) Restart(ctx context.Context) {
 		}
 		if err := r.start(ctx, sc); err != nil {
 			r.rec.Record(ctx, messages.ReplicationFailed, sc.Name, err)
+			r.mu.Lock()
+			r.failed[sc.ID] = err.Error()
+			r.mu.Unlock()
 		}
 	}
 }

@@ -50,6 +50,9 @@ func (a *app) scenarioActionCmds() []*cobra.Command {
 
 func printStatus(w *tabwriter.Writer, st api.ScenarioStatus) {
 	fmt.Fprintf(w, "Scenario %s: %s\n", st.Name, st.State)
+	if st.Problem != "" {
+		fmt.Fprintf(w, "  problem:\t%s\n", st.Problem)
+	}
 	for _, p := range st.Pairs {
 		fmt.Fprintf(w, "\n%s -> %s\n", p.Root, p.Replica)
 		fmt.Fprintf(w, "  phase:\t%s\n", p.Phase)
