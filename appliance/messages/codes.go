@@ -34,6 +34,7 @@ const (
 	PluginBinaryMissing   Code = "HF-E3011"
 	PluginDuplicate       Code = "HF-W3012"
 	PluginStopped         Code = "HF-I3013"
+	TransportUnknown      Code = "HF-E3014"
 
 	// 4xxx: scenarios and replication.
 	ScenarioDataUnreadable Code = "HF-E4001" // legacy E3370
@@ -148,6 +149,9 @@ func init() {
 			"Two installed plugins declare the same scenario type or transport name.",
 			"Remove one of them.", ""},
 		Message{PluginStopped, catalog.Info, "plugins", "plugin %s stopped", "", "", ""},
+		Message{TransportUnknown, sev, "plugins", "no transport plugin named %q (installed: %s)",
+			"No running plugin provides this replication transport.",
+			"Use one of the installed transports ('holdfast plugins list') or install the plugin that provides it.", ""},
 
 		Message{ScenarioDataUnreadable, sev, "backup", "the definition of scenario %s cannot be read: %v",
 			"The scenario's stored definition could not be read or decoded, so no job can use it.",

@@ -18,7 +18,6 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
-	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -322,29 +321,19 @@ func (h *Host) ScenarioHandler(typ string) (sdk.ScenarioHandler, error) {
 }
 
 // Transport returns the transport plugin serving name, like ScenarioHandler.
-// There is no message code for an unknown transport yet, so that case is a
-// plain error.
+// Errors: TransportUnknown when no plugin serves name, PluginUnavailable
+// while it is down.
 func (h *Host) Transport(name string) (sdk.Transport, error) {
 	h.mu.Lock()
 	in := h.transports[name]
 	h.mu.Unlock()
 	if in == nil {
-		return nil, &UnknownTransportError{Name: name, Installed: h.TransportNames()}
+		return nil, messages.New(messages.TransportUnknown, name, installed(h.TransportNames()))
 	}
 	if err := in.usable(); err != nil {
 		return nil, err
 	}
 	return &transportHandle{in: in}, nil
-}
-
-// UnknownTransportError says no plugin serves a transport name.
-type UnknownTransportError struct {
-	Name      string
-	Installed []string
-}
-
-func (e *UnknownTransportError) Error() string {
-	return "no transport plugin named " + strconv.Quote(e.Name) + " (installed: " + installed(e.Installed) + ")"
 }
 
 func installed(types []string) string {
