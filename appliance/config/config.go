@@ -51,6 +51,7 @@ type Config struct {
 	Plugins struct {
 		Dirs              []string `toml:"dirs"`
 		CallTimeout       Duration `toml:"call_timeout"`
+		VerifyTimeout     Duration `toml:"verify_timeout"`
 		StartTimeout      Duration `toml:"start_timeout"`
 		RestartBackoffMin Duration `toml:"restart_backoff_min"`
 		RestartBackoffMax Duration `toml:"restart_backoff_max"`
@@ -179,6 +180,7 @@ func (c *Config) Validate() error {
 	}
 	for name, d := range map[string]Duration{
 		"plugins.call_timeout":        c.Plugins.CallTimeout,
+		"plugins.verify_timeout":      c.Plugins.VerifyTimeout,
 		"plugins.start_timeout":       c.Plugins.StartTimeout,
 		"plugins.restart_backoff_min": c.Plugins.RestartBackoffMin,
 		"plugins.restart_backoff_max": c.Plugins.RestartBackoffMax,

@@ -71,11 +71,12 @@ func Run(ctx context.Context, cfg config.Config, opts Options, logger *slog.Logg
 	}
 
 	plugins := pluginhost.New(pluginhost.Config{
-		Dirs:         cfg.PluginDirs(opts.BundledPlugins),
-		CallTimeout:  time.Duration(cfg.Plugins.CallTimeout),
-		StartTimeout: time.Duration(cfg.Plugins.StartTimeout),
-		BackoffMin:   time.Duration(cfg.Plugins.RestartBackoffMin),
-		BackoffMax:   time.Duration(cfg.Plugins.RestartBackoffMax),
+		Dirs:          cfg.PluginDirs(opts.BundledPlugins),
+		CallTimeout:   time.Duration(cfg.Plugins.CallTimeout),
+		VerifyTimeout: time.Duration(cfg.Plugins.VerifyTimeout),
+		StartTimeout:  time.Duration(cfg.Plugins.StartTimeout),
+		BackoffMin:    time.Duration(cfg.Plugins.RestartBackoffMin),
+		BackoffMax:    time.Duration(cfg.Plugins.RestartBackoffMax),
 	}, log, logger)
 	plugins.Start(ctx)
 	defer plugins.Stop()

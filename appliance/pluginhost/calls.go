@@ -17,7 +17,8 @@ import (
 )
 
 // call runs one request to a plugin with the host's guarantees: it fails
-// fast when the plugin is down, gives up after CallTimeout, turns a reply
+// fast when the plugin is down, gives up after CallTimeout (VerifyTimeout
+// for Verify), turns a reply
 // that fails validation into PluginBadReply, and turns a panic while
 // handling a reply into an error rather than a dead daemon.
 //
@@ -30,7 +31,7 @@ func (in *instance) call(ctx context.Context, method string, fn func(ctx context
 	if err != nil {
 		return err
 	}
-	timeout := in.host.cfg.CallTimeout
+	timeout := in.host.cfg.timeoutFor(method)
 	ours := time.Now().Add(timeout)
 	cctx, cancel := context.WithDeadline(ctx, ours)
 	defer cancel()
@@ -65,7 +66,7 @@ func (in *instance) classify(ctx, cctx context.Context, ours time.Time, method s
 	case timedOut && hasCallerDeadline && !callerDeadline.After(ours):
 		return fmt.Errorf("plugin %s: %s: %w", name, method, context.DeadlineExceeded)
 	case timedOut:
-		return in.callProblem(messages.New(messages.PluginTimeout, name, method, in.host.cfg.CallTimeout))
+		return in.callProblem(messages.New(messages.PluginTimeout, name, method, in.host.cfg.timeoutFor(method)))
 	case sdk.IsHandlerError(err):
 		return fmt.Errorf("plugin %s: %s: %w", name, method, err)
 	}

@@ -35,8 +35,11 @@ type Config struct {
 	// manifest.toml. When two plugins serve the same type, the one found
 	// first wins.
 	Dirs []string
-	// CallTimeout bounds every call into a plugin (default 30s).
+	// CallTimeout bounds every call into a plugin but Verify (default 30s).
 	CallTimeout time.Duration
+	// VerifyTimeout bounds Verify, which tests an application on a whole
+	// snapshot and so takes as long as the data is large (default 4h).
+	VerifyTimeout time.Duration
 	// StartTimeout bounds a plugin's start-up handshake (default 10s).
 	StartTimeout time.Duration
 	// BackoffMin and BackoffMax bound the delay before restarting a crashed
@@ -50,11 +53,12 @@ type Config struct {
 
 // Defaults for Config's zero values.
 const (
-	DefaultCallTimeout  = 30 * time.Second
-	DefaultStartTimeout = 10 * time.Second
-	DefaultBackoffMin   = 500 * time.Millisecond
-	DefaultBackoffMax   = 30 * time.Second
-	DefaultStableAfter  = 60 * time.Second
+	DefaultCallTimeout   = 30 * time.Second
+	DefaultVerifyTimeout = 4 * time.Hour
+	DefaultStartTimeout  = 10 * time.Second
+	DefaultBackoffMin    = 500 * time.Millisecond
+	DefaultBackoffMax    = 30 * time.Second
+	DefaultStableAfter   = 60 * time.Second
 )
 
 func (c Config) withDefaults() Config {
@@ -64,6 +68,7 @@ func (c Config) withDefaults() Config {
 		}
 	}
 	def(&c.CallTimeout, DefaultCallTimeout)
+	def(&c.VerifyTimeout, DefaultVerifyTimeout)
 	def(&c.StartTimeout, DefaultStartTimeout)
 	def(&c.BackoffMin, DefaultBackoffMin)
 	def(&c.BackoffMax, DefaultBackoffMax)
@@ -341,4 +346,12 @@ func installed(types []string) string {
 		return "none"
 	}
 	return strings.Join(types, ", ")
+}
+
+// timeoutFor is how long a call of method may take.
+func (c Config) timeoutFor(method string) time.Duration {
+	if method == "Verify" {
+		return c.VerifyTimeout
+	}
+	return c.CallTimeout
 }

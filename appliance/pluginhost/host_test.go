@@ -428,7 +428,7 @@ func TestHangingPluginTimesOut(t *testing.T) {
 	root := t.TempDir()
 	install(t, root, "hang", "hang", manifest.Manifest{Type: "hang"})
 	install(t, root, "fileserver", "holdfast-fileserver", manifest.Manifest{Type: "fileserver"})
-	f := startHost(t, Config{Dirs: []string{root}, CallTimeout: time.Second})
+	f := startHost(t, Config{Dirs: []string{root}, CallTimeout: time.Second, VerifyTimeout: 2 * time.Second})
 	hang, err := f.host.ScenarioHandler("hang")
 	if err != nil {
 		t.Fatal(err)
@@ -458,9 +458,10 @@ func TestHangingPluginTimesOut(t *testing.T) {
 		}()
 	}
 	wg.Wait()
-	for i, method := range []string{"ListEntities", "Verify"} {
+	for i, want := range []string{"ListEntities within 1s", "Verify within 2s"} {
+		method := strings.Fields(want)[0]
 		wantCode(t, errs[i], messages.PluginTimeout)
-		if !strings.Contains(errs[i].Error(), "plugin hang did not answer "+method+" within 1s") {
+		if !strings.Contains(errs[i].Error(), "plugin hang did not answer "+want) {
 			t.Fatalf("error %q", errs[i])
 		}
 		if took[i] > 10*time.Second {
