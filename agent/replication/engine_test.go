@@ -368,6 +368,12 @@ func TestReplicaDiskFullWaitsAndResumes(t *testing.T) {
 	}
 	must(t, os.Remove(filler))
 	h.waitIdentical()
+	// The notice follows the acknowledgement, a moment after the replica
+	// shows the file.
+	deadline = time.Now().Add(10 * time.Second)
+	for !h.notices.has(NoticeRecovered) && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+	}
 	if !h.notices.has(NoticeRecovered) {
 		t.Error("recovery not reported")
 	}
