@@ -23,6 +23,7 @@ import (
 	"github.com/holdfast/holdfast/appliance/runner"
 	"github.com/holdfast/holdfast/appliance/scenarios"
 	"github.com/holdfast/holdfast/appliance/version"
+	"github.com/holdfast/holdfast/internal/atomicfile"
 )
 
 // AddrFile, below the data directory, holds the address the API listens on,
@@ -107,7 +108,7 @@ func Run(ctx context.Context, cfg config.Config, opts Options, logger *slog.Logg
 		return e
 	}
 	addr := ln.Addr().String()
-	if err := writeFileSync(filepath.Join(cfg.DataDir, AddrFile), []byte(addr+"\n"), 0o600); err != nil {
+	if err := atomicfile.Write(filepath.Join(cfg.DataDir, AddrFile), []byte(addr+"\n"), 0o600); err != nil {
 		ln.Close()
 		return messages.New(messages.DataDirUnusable, cfg.DataDir, err)
 	}

@@ -18,6 +18,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/holdfast/holdfast/internal/atomicfile"
 )
 
 // Files in the CA directory.
@@ -181,10 +183,10 @@ func (ca *CA) create(keyPath, certPath string) error {
 		return err
 	}
 	// Key first: the certificate's presence is what marks the CA complete.
-	if err := writeFileAtomic(keyPath, keyPEM, 0o600); err != nil {
+	if err := atomicfile.Write(keyPath, keyPEM, 0o600); err != nil {
 		return fmt.Errorf("write CA key: %w", err)
 	}
-	if err := writeFileAtomic(certPath, encodeCertPEM(der), 0o644); err != nil {
+	if err := atomicfile.Write(certPath, encodeCertPEM(der), 0o644); err != nil {
 		return fmt.Errorf("write CA certificate: %w", err)
 	}
 	ca.key, ca.cert = key, cert
@@ -253,7 +255,7 @@ func (ca *CA) commit(next *state) error {
 	if err != nil {
 		return err
 	}
-	if err := writeFileAtomic(filepath.Join(ca.dir, stateFileName), data, 0o600); err != nil {
+	if err := atomicfile.Write(filepath.Join(ca.dir, stateFileName), data, 0o600); err != nil {
 		return fmt.Errorf("persist enrollment state: %w", err)
 	}
 	ca.setState(next)

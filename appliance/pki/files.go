@@ -5,69 +5,11 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"path/filepath"
 )
 
 // maxFileSize bounds every file this package reads, so that a corrupted or
 // hostile file cannot make the daemon allocate without limit.
 const maxFileSize = 16 << 20
-
-// writeFileAtomic replaces path with data so that a crash leaves either the
-// old or the new content, never a torn file: write a temporary file in the
-// same directory, fsync it, rename it over path, then fsync the directory so
-// the rename itself is durable.
-func writeFileAtomic(path string, data []byte, perm os.FileMode) (err error) {
-	dir := filepath.Dir(path)
-	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp-*")
-	if err != nil {
-		return fmt.Errorf("create temporary file for %s: %w", path, err)
-	}
-	tmp := f.Name()
-	defer func() {
-		if err != nil {
-			// Best effort: the temporary file is garbage either way; the
-			// original error is the one worth reporting.
-			_ = f.Close()
-			_ = os.Remove(tmp)
-		}
-	}()
-	// CreateTemp makes the file 0600 already; Chmod sets the final mode
-	// before any content exists, so a secret is never readable by others.
-	if err = f.Chmod(perm); err != nil {
-		return fmt.Errorf("chmod %s: %w", tmp, err)
-	}
-	if _, err = f.Write(data); err != nil {
-		return fmt.Errorf("write %s: %w", tmp, err)
-	}
-	if err = f.Sync(); err != nil {
-		return fmt.Errorf("fsync %s: %w", tmp, err)
-	}
-	if err = f.Close(); err != nil {
-		return fmt.Errorf("close %s: %w", tmp, err)
-	}
-	if err = os.Rename(tmp, path); err != nil {
-		return fmt.Errorf("rename %s to %s: %w", tmp, path, err)
-	}
-	if err = syncDir(dir); err != nil {
-		return err
-	}
-	return nil
-}
-
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return fmt.Errorf("open directory %s for fsync: %w", dir, err)
-	}
-	if err := d.Sync(); err != nil {
-		_ = d.Close()
-		return fmt.Errorf("fsync directory %s: %w", dir, err)
-	}
-	if err := d.Close(); err != nil {
-		return fmt.Errorf("close directory %s: %w", dir, err)
-	}
-	return nil
-}
 
 // readFileLimited reads a regular file of at most maxFileSize bytes.
 func readFileLimited(path string) ([]byte, error) {

@@ -10,6 +10,8 @@ import (
 	"os"
 	"path/filepath"
 	"time"
+
+	"github.com/holdfast/holdfast/internal/atomicfile"
 )
 
 // Files in an agent's identity directory.
@@ -61,13 +63,13 @@ func SaveIdentity(dir string, keyPEM, certDER, caDER []byte) error {
 	}
 	// CA and key before the certificate: the certificate is what makes the
 	// identity complete, mirroring the CA's own files.
-	if err := writeFileAtomic(filepath.Join(dir, identityCAFile), encodeCertPEM(caDER), 0o644); err != nil {
+	if err := atomicfile.Write(filepath.Join(dir, identityCAFile), encodeCertPEM(caDER), 0o644); err != nil {
 		return fmt.Errorf("save identity: %w", err)
 	}
-	if err := writeFileAtomic(filepath.Join(dir, identityKeyFile), keyPEM, 0o600); err != nil {
+	if err := atomicfile.Write(filepath.Join(dir, identityKeyFile), keyPEM, 0o600); err != nil {
 		return fmt.Errorf("save identity: %w", err)
 	}
-	if err := writeFileAtomic(filepath.Join(dir, identityCertFile), encodeCertPEM(certDER), 0o644); err != nil {
+	if err := atomicfile.Write(filepath.Join(dir, identityCertFile), encodeCertPEM(certDER), 0o644); err != nil {
 		return fmt.Errorf("save identity: %w", err)
 	}
 	return nil

@@ -26,6 +26,7 @@ import (
 
 	"github.com/BurntSushi/toml"
 
+	"github.com/holdfast/holdfast/internal/atomicfile"
 	"github.com/holdfast/holdfast/plugins/sdk"
 )
 
@@ -349,49 +350,8 @@ func Seal(binaryPath string, m Manifest) error {
 	if err != nil {
 		return fmt.Errorf("seal: %w", err)
 	}
-	if err := writeAtomic(filepath.Join(dir, FileName), data, 0o644); err != nil {
+	if err := atomicfile.Write(filepath.Join(dir, FileName), data, 0o644); err != nil {
 		return fmt.Errorf("seal: %w", err)
-	}
-	return nil
-}
-
-// writeAtomic writes data to a temporary file in path's folder, syncs it and
-// renames it over path, then syncs the folder so the rename survives a crash.
-func writeAtomic(path string, data []byte, perm os.FileMode) (err error) {
-	dir := filepath.Dir(path)
-	tmp, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp-*")
-	if err != nil {
-		return err
-	}
-	defer func() {
-		if err != nil {
-			_ = tmp.Close()
-			_ = os.Remove(tmp.Name())
-		}
-	}()
-	if _, err = tmp.Write(data); err != nil {
-		return fmt.Errorf("write %s: %w", tmp.Name(), err)
-	}
-	// CreateTemp makes 0600 files; Chmod is not subject to the umask.
-	if err = tmp.Chmod(perm); err != nil {
-		return fmt.Errorf("chmod %s: %w", tmp.Name(), err)
-	}
-	if err = tmp.Sync(); err != nil {
-		return fmt.Errorf("sync %s: %w", tmp.Name(), err)
-	}
-	if err = tmp.Close(); err != nil {
-		return fmt.Errorf("close %s: %w", tmp.Name(), err)
-	}
-	if err = os.Rename(tmp.Name(), path); err != nil {
-		return err
-	}
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	if err = d.Sync(); err != nil {
-		return fmt.Errorf("sync %s: %w", dir, err)
 	}
 	return nil
 }
