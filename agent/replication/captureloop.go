@@ -41,7 +41,7 @@ func (e *Engine) captureLoop(ctx context.Context, drained <-chan struct{}) {
 			}
 			dirs := map[string]time.Time{}
 			e.handleEvent(ev, rescans, &overflowing)
-			touchedDirs(ev, dirs)
+			touchedTimes(ev, dirs)
 			// Group commit: take whatever else is already queued, then
 			// one fsync for all of it.
 		more:
@@ -52,12 +52,12 @@ func (e *Engine) captureLoop(ctx context.Context, drained <-chan struct{}) {
 						break more
 					}
 					e.handleEvent(ev, rescans, &overflowing)
-					touchedDirs(ev, dirs)
+					touchedTimes(ev, dirs)
 				default:
 					break more
 				}
 			}
-			e.dirTimes(dirs, &overflowing)
+			e.carryTimes(dirs, &overflowing)
 			if err := e.sp.Sync(); err != nil {
 				e.trouble(fmt.Errorf("sync spool: %w", err))
 			}
@@ -68,9 +68,6 @@ func (e *Engine) captureLoop(ctx context.Context, drained <-chan struct{}) {
 }
 
 func (e *Engine) handleEvent(ev capture.Event, rescans map[string]bool, overflowing *bool) {
-	if debugEvents {
-		fmt.Fprintf(os.Stderr, "EVENT %v\n", ev)
-	}
 	switch ev.Kind {
 	case capture.Overflow, capture.Unwatched:
 		kind := NoticeCaptureOverflow
@@ -105,9 +102,6 @@ func (e *Engine) handleEvent(ev capture.Event, rescans map[string]bool, overflow
 // once per overflow.
 func (e *Engine) append(c change.Change, overflowing *bool) {
 	c.Seq = e.takeSeq()
-	if debugEvents {
-		fmt.Fprintf(os.Stderr, "  CHANGE %d %s %s %s\n", c.Seq, c.Op, c.Path, c.NewPath)
-	}
 	err := e.sp.Append(c)
 	switch {
 	case err == nil:
@@ -197,10 +191,10 @@ func (e *Engine) hasPendingSync() bool {
 	return len(e.pendingSync) > 0
 }
 
-// touchedDirs notes the directories whose entries ev changed: applying the
-// change on the replica moves their modification time, so the master's must
-// be carried after it.
-func touchedDirs(ev capture.Event, dirs map[string]time.Time) {
+// touchedTimes notes the directories whose entries ev changed, and a new
+// symlink: applying the change on the replica moves their modification
+// time, so the master's must be carried after it.
+func touchedTimes(ev capture.Event, dirs map[string]time.Time) {
 	switch ev.Kind {
 	case capture.Created, capture.DirCreated, capture.Removed, capture.Renamed, capture.Modified:
 		// Modified too: the replica replaces a file's content with a
@@ -222,9 +216,9 @@ func touchedDirs(ev capture.Event, dirs map[string]time.Time) {
 	}
 }
 
-// dirTimes spools the master's modification time of each directory (and
+// carryTimes spools the master's modification time of each directory (and
 // new symlink) that replication touched.
-func (e *Engine) dirTimes(dirs map[string]time.Time, overflowing *bool) {
+func (e *Engine) carryTimes(dirs map[string]time.Time, overflowing *bool) {
 	names := make([]string, 0, len(dirs))
 	for d := range dirs {
 		names = append(names, d)
@@ -238,5 +232,3 @@ func (e *Engine) dirTimes(dirs map[string]time.Time, overflowing *bool) {
 		e.append(change.Change{Op: change.OpSetTimes, Path: d, MTime: st.ModTime().UnixNano(), Captured: dirs[d].UnixNano()}, overflowing)
 	}
 }
-
-var debugEvents = os.Getenv("HOLDFAST_DEBUG_EVENTS") != ""

@@ -183,7 +183,7 @@ func Start(cfg Config) (*Engine, error) {
 	}
 	cfg.Notify(Notice{Kind: NoticeStarted, Text: text})
 	e.done.Add(2)
-	go e.drainErrors(ctx)
+	go e.drainErrors()
 	go e.run(ctx)
 	return e, nil
 }
@@ -256,7 +256,7 @@ func (e *Engine) setPhase(p Phase, problem string) {
 	e.phase, e.problem = p, problem
 }
 
-func (e *Engine) drainErrors(ctx context.Context) {
+func (e *Engine) drainErrors() {
 	defer e.done.Done()
 	for err := range e.watcher.Errors() {
 		e.count(func(c *Counters) { c.Errors++ })
