@@ -2,8 +2,8 @@ package replication
 
 import (
 	"context"
-	"errors"
 	"fmt"
+	"io/fs"
 	"sort"
 	"strings"
 	"time"
@@ -36,15 +36,9 @@ func (e *Engine) synchronize(ctx context.Context, rel string, emit func(change.C
 		master, replica = below(master, rel), below(replica, rel)
 	}
 	// The stage recognises renames and hard links by identity; tell it what
-	// the replica now holds, in its own terms (birth times included).
-	scanner := capture.Scanner{Root: e.cfg.Root}
-	if err := scanner.Scan(rel, func(ce capture.Entry) error {
-		if ce.Err == nil {
-			e.stage.Observe(ce)
-		}
-		return nil
-	}); err != nil && !errors.Is(err, capture.ErrUnrepresentable) {
-		return SyncStats{}, fmt.Errorf("scan master for capture: %w", err)
+	// the replica now holds, from the scan just made.
+	for _, m := range master {
+		e.stage.Observe(stageEntry(m))
 	}
 	diffs := treesync.Compare(master, replica)
 
@@ -137,4 +131,30 @@ func below(entries []treesync.Entry, rel string) []treesync.Entry {
 		}
 	}
 	return out
+}
+
+// stageEntry describes a scanned master entry in the capture stage's terms.
+func stageEntry(m treesync.Entry) capture.Entry {
+	mode := fs.FileMode(m.Mode & 0o777)
+	switch m.Type {
+	case treesync.Dir:
+		mode |= fs.ModeDir
+	case treesync.Symlink:
+		mode |= fs.ModeSymlink
+	case treesync.Other:
+		mode |= fs.ModeIrregular
+	}
+	names := make([]string, 0, len(m.Xattrs))
+	for k := range m.Xattrs {
+		names = append(names, k)
+	}
+	sort.Strings(names)
+	e := capture.Entry{
+		Path: m.Path, Mode: mode, Perm: m.Mode, Size: m.Size, MTime: time.Unix(0, m.MTime),
+		UID: m.UID, GID: m.GID, Dev: m.Dev, Ino: m.Ino, Nlink: uint64(m.Nlink), Target: m.Target, Xattrs: names,
+	}
+	if m.Birth != 0 {
+		e.Birth = time.Unix(0, m.Birth)
+	}
+	return e
 }

@@ -44,6 +44,11 @@ type Entry struct {
 	Dev    uint64 // with Ino, identifies the object: hard links share both
 	Ino    uint64
 	Nlink  uint32
+	// Birth is the creation time in Unix nanoseconds, 0 where the
+	// filesystem does not record it. Never compared: replicas are born
+	// later. It tells change capture a file from a successor that reuses
+	// its freed inode number.
+	Birth int64
 	// Xattrs holds the user.* extended attributes, the namespace the
 	// replica's applier can set for any owner; trusted.* and security.*
 	// are the hosts' own business. At most MaxXattrs of them are read.
@@ -101,23 +106,26 @@ func openBeneath(dirfd int, rel string, flags int) (int, error) {
 // read (the entry is then XattrsUnread but otherwise valid); err means there
 // is no entry.
 func readEntry(dirfd int, name, rel string, withXattrs bool) (e Entry, xerr, err error) {
-	var st unix.Stat_t
-	if err := unix.Fstatat(dirfd, name, &st, unix.AT_SYMLINK_NOFOLLOW); err != nil {
-		return e, nil, os.NewSyscallError("fstatat", err)
+	var st unix.Statx_t
+	if err := unix.Statx(dirfd, name, unix.AT_SYMLINK_NOFOLLOW, unix.STATX_BASIC_STATS|unix.STATX_BTIME, &st); err != nil {
+		return e, nil, os.NewSyscallError("statx", err)
 	}
 	e = Entry{
 		Path:  rel,
-		Mode:  st.Mode & 0o7777,
+		Mode:  uint32(st.Mode) & 0o7777,
 		UID:   st.Uid,
 		GID:   st.Gid,
-		MTime: st.Mtim.Nano(),
-		Dev:   st.Dev,
+		MTime: st.Mtime.Sec*1e9 + int64(st.Mtime.Nsec),
+		Dev:   unix.Mkdev(st.Dev_major, st.Dev_minor),
 		Ino:   st.Ino,
-		Nlink: uint32(min(uint64(st.Nlink), 1<<32-1)),
+		Nlink: st.Nlink,
 	}
-	switch st.Mode & unix.S_IFMT {
+	if st.Mask&unix.STATX_BTIME != 0 {
+		e.Birth = st.Btime.Sec*1e9 + int64(st.Btime.Nsec)
+	}
+	switch uint32(st.Mode) & unix.S_IFMT {
 	case unix.S_IFREG:
-		e.Type, e.Size = File, st.Size
+		e.Type, e.Size = File, int64(st.Size)
 	case unix.S_IFDIR:
 		e.Type = Dir
 	case unix.S_IFLNK:
