@@ -9,6 +9,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/holdfast/holdfast/agent/change"
+	"github.com/holdfast/holdfast/agent/internal/xattr"
 )
 
 // do applies c, a checked change, leaving what it touched in a.pending for
@@ -551,7 +552,7 @@ func readlinkat(dir int, base string) (string, error) {
 
 // copyXattrs copies every extended attribute of from to to.
 func copyXattrs(from, to int) error {
-	names, err := xattrGrow(func(b []byte) (int, error) { return unix.Flistxattr(from, b) })
+	names, err := xattr.Read(func(b []byte) (int, error) { return unix.Flistxattr(from, b) })
 	if err != nil {
 		return os.NewSyscallError("flistxattr", err)
 	}
@@ -559,7 +560,7 @@ func copyXattrs(from, to int) error {
 		if len(name) == 0 {
 			continue
 		}
-		v, err := xattrGrow(func(b []byte) (int, error) { return unix.Fgetxattr(from, string(name), b) })
+		v, err := xattr.Read(func(b []byte) (int, error) { return unix.Fgetxattr(from, string(name), b) })
 		if err != nil {
 			return fmt.Errorf("copy xattr %s: %w", name, os.NewSyscallError("fgetxattr", err))
 		}
@@ -568,27 +569,4 @@ func copyXattrs(from, to int) error {
 		}
 	}
 	return nil
-}
-
-// xattrGrow calls get with a buffer large enough for what it returns,
-// asking for the size first and again if it grew in between.
-func xattrGrow(get func([]byte) (int, error)) ([]byte, error) {
-	for tries := 0; ; tries++ {
-		n, err := get(nil)
-		if err != nil {
-			return nil, err
-		}
-		if n == 0 {
-			return nil, nil
-		}
-		b := make([]byte, n)
-		n, err = get(b)
-		if errors.Is(err, unix.ERANGE) && tries < 8 {
-			continue
-		}
-		if err != nil {
-			return nil, err
-		}
-		return b[:n], nil
-	}
 }

@@ -10,6 +10,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/holdfast/holdfast/agent/change"
+	"github.com/holdfast/holdfast/agent/internal/xattr"
 )
 
 // EntryType is the kind of object an Entry describes.
@@ -162,7 +163,7 @@ func procPath(dirfd int, name string) string {
 // readXattrs reads the user.* attributes of the object at p (not followed).
 // A filesystem without extended attributes has none: that is no error.
 func readXattrs(p string) (map[string][]byte, error) {
-	list, err := xattrGrow(func(b []byte) (int, error) { return unix.Llistxattr(p, b) })
+	list, err := xattr.Read(func(b []byte) (int, error) { return unix.Llistxattr(p, b) })
 	if errors.Is(err, unix.ENOTSUP) {
 		return nil, nil
 	}
@@ -177,7 +178,7 @@ func readXattrs(p string) (map[string][]byte, error) {
 		if len(out) == MaxXattrs {
 			return out, fmt.Errorf("more than %d user.* extended attributes", MaxXattrs)
 		}
-		v, err := xattrGrow(func(b []byte) (int, error) { return unix.Lgetxattr(p, name, b) })
+		v, err := xattr.Read(func(b []byte) (int, error) { return unix.Lgetxattr(p, name, b) })
 		if errors.Is(err, unix.ENODATA) {
 			continue // removed since listed
 		}
@@ -196,27 +197,4 @@ func readXattrs(p string) (map[string][]byte, error) {
 		out[name] = v
 	}
 	return out, nil
-}
-
-// xattrGrow calls get with a buffer large enough for what it returns,
-// asking for the size first and again if it grew in between.
-func xattrGrow(get func([]byte) (int, error)) ([]byte, error) {
-	for tries := 0; ; tries++ {
-		n, err := get(nil)
-		if err != nil {
-			return nil, err
-		}
-		if n == 0 {
-			return nil, nil
-		}
-		b := make([]byte, n)
-		n, err = get(b)
-		if errors.Is(err, unix.ERANGE) && tries < 8 {
-			continue
-		}
-		if err != nil {
-			return nil, err
-		}
-		return b[:n], nil
-	}
 }
