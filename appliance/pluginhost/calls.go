@@ -198,6 +198,12 @@ func (t *transportHandle) Describe(ctx context.Context) (info sdk.TransportInfo,
 	return info, nil
 }
 
+func (t *transportHandle) Configure(ctx context.Context, settings map[string]string) error {
+	return t.in.call(ctx, "Configure", func(ctx context.Context, _ sdk.ScenarioHandler, tr sdk.Transport) error {
+		return tr.Configure(ctx, settings)
+	})
+}
+
 func (t *transportHandle) Send(ctx context.Context, peer, session string) (sdk.FrameSender, error) {
 	_, tr, err := t.in.current()
 	if err != nil {
@@ -282,6 +288,9 @@ func (c *checkedSender) Recv() (sdk.Ack, error) {
 		return sdk.Ack{}, c.in.streamError(c.ctx, "Send", &badReplyError{fmt.Errorf("ack %d out of order: %s", a.Seq, want)})
 	}
 	c.unacked = c.unacked[1:]
+	if err := sdk.ValidateAck(a); err != nil {
+		return sdk.Ack{}, c.in.streamError(c.ctx, "Send", &badReplyError{err})
+	}
 	return a, nil
 }
 

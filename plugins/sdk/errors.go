@@ -22,9 +22,15 @@ const MaxErrorLen = 4096
 type HandlerError struct {
 	Method  string // the call, e.g. "ListEntities"
 	Message string // the handler's error text, sanitized by SanitizeText
+
+	notAuthorized bool // the plugin returned ErrNotAuthorized
 }
 
 func (e *HandlerError) Error() string { return e.Message }
+
+// Is makes errors.Is(err, ErrNotAuthorized) hold on the host side when the
+// plugin's error was (or wrapped) ErrNotAuthorized.
+func (e *HandlerError) Is(target error) bool { return target == ErrNotAuthorized && e.notAuthorized }
 
 // handlerStatus turns a handler's error into the gRPC status that marks it
 // as the handler's own. codes.Unknown is reserved for this: gRPC itself uses
@@ -33,7 +39,11 @@ func handlerStatus(err error) error {
 	if err == nil {
 		return nil
 	}
-	return status.Error(codes.Unknown, SanitizeText(err.Error(), MaxErrorLen))
+	code := codes.Unknown
+	if errors.Is(err, ErrNotAuthorized) {
+		code = codes.PermissionDenied
+	}
+	return status.Error(code, SanitizeText(err.Error(), MaxErrorLen))
 }
 
 // clientError classifies an error returned by a gRPC call into the plugin.
@@ -41,8 +51,13 @@ func clientError(method string, err error) error {
 	if err == nil {
 		return nil
 	}
-	if st, ok := status.FromError(err); ok && st.Code() == codes.Unknown {
-		return &HandlerError{Method: method, Message: SanitizeText(st.Message(), MaxErrorLen)}
+	if st, ok := status.FromError(err); ok {
+		switch st.Code() {
+		case codes.Unknown:
+			return &HandlerError{Method: method, Message: SanitizeText(st.Message(), MaxErrorLen)}
+		case codes.PermissionDenied:
+			return &HandlerError{Method: method, Message: SanitizeText(st.Message(), MaxErrorLen), notAuthorized: true}
+		}
 	}
 	return fmt.Errorf("plugin call %s: %w", method, err)
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"reflect"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -130,6 +131,19 @@ func TestScenarioRoundTrip(t *testing.T) {
 type loopTransport struct {
 	mu       sync.Mutex
 	sessions map[string]chan Frame
+	settings map[string]string
+}
+
+func (l *loopTransport) Configure(_ context.Context, settings map[string]string) error {
+	for k := range settings {
+		if k != "listen" {
+			return fmt.Errorf("unknown setting %q", k)
+		}
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.settings = settings
+	return nil
 }
 
 func (l *loopTransport) queue(session string) chan Frame {
@@ -149,7 +163,11 @@ func (l *loopTransport) Describe(context.Context) (TransportInfo, error) {
 }
 
 func (l *loopTransport) Send(ctx context.Context, peer, session string) (FrameSender, error) {
-	if peer != "self" {
+	switch peer {
+	case "self":
+	case "stranger":
+		return nil, fmt.Errorf("handshake with %s: %w", peer, ErrNotAuthorized)
+	default:
 		return nil, fmt.Errorf("unknown peer %q", peer)
 	}
 	return &loopSender{ctx: ctx, q: l.queue(session), acks: make(chan Ack, 16)}, nil
@@ -167,11 +185,11 @@ type loopSender struct {
 
 func (s *loopSender) Send(f Frame) error {
 	select {
-	case s.q <- f:
+	case s.q <- Frame{Seq: f.Seq, Payload: f.Payload, Peer: "self.example"}:
 	case <-s.ctx.Done():
 		return s.ctx.Err()
 	}
-	s.acks <- Ack{Seq: f.Seq}
+	s.acks <- Ack{Seq: f.Seq, Payload: []byte(fmt.Sprint("reply ", f.Seq))}
 	return nil
 }
 
@@ -225,6 +243,12 @@ func TestTransportRoundTrip(t *testing.T) {
 	if err != nil || info.Name != "loop" {
 		t.Fatalf("Describe = %+v, %v", info, err)
 	}
+	if err := tr.Configure(ctx, map[string]string{"listen": "127.0.0.1:0"}); err != nil {
+		t.Fatalf("Configure: %v", err)
+	}
+	if err := tr.Configure(ctx, map[string]string{"colour": "blue"}); !IsHandlerError(err) || !strings.Contains(err.Error(), "colour") {
+		t.Fatalf("Configure with an unknown key = %v, want the plugin's error naming it", err)
+	}
 	rx, err := tr.Receive(ctx, "s1")
 	if err != nil {
 		t.Fatal(err)
@@ -243,11 +267,11 @@ func TestTransportRoundTrip(t *testing.T) {
 	}
 	for seq := uint64(1); seq <= 3; seq++ {
 		a, err := tx.Recv()
-		if err != nil || a.Seq != seq {
+		if err != nil || a.Seq != seq || string(a.Payload) != fmt.Sprint("reply ", seq) {
 			t.Fatalf("ack %d = %+v, %v", seq, a, err)
 		}
 		f, err := rx.Recv()
-		if err != nil || f.Seq != seq || string(f.Payload) != fmt.Sprint("frame ", seq) {
+		if err != nil || f.Seq != seq || string(f.Payload) != fmt.Sprint("frame ", seq) || f.Peer != "self.example" {
 			t.Fatalf("frame %d = %+v, %v", seq, f, err)
 		}
 		if err := rx.Ack(Ack{Seq: f.Seq}); err != nil {
@@ -269,7 +293,15 @@ func TestTransportRoundTrip(t *testing.T) {
 	if err == nil {
 		_, err = bad.Recv()
 	}
-	if !IsHandlerError(err) {
-		t.Fatalf("Send to unknown peer = %v, want a HandlerError", err)
+	if !IsHandlerError(err) || errors.Is(err, ErrNotAuthorized) {
+		t.Fatalf("Send to unknown peer = %v, want a HandlerError that is not ErrNotAuthorized", err)
+	}
+	// A refused certificate crosses the plugin boundary as ErrNotAuthorized.
+	bad, err = tr.Send(ctx, "stranger", "s3")
+	if err == nil {
+		_, err = bad.Recv()
+	}
+	if !errors.Is(err, ErrNotAuthorized) {
+		t.Fatalf("Send to a peer refusing us = %v, want ErrNotAuthorized", err)
 	}
 }

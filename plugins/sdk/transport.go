@@ -2,6 +2,7 @@ package sdk
 
 import (
 	"context"
+	"errors"
 )
 
 // MaxFramePayload bounds the payload of one Frame. Replication cuts its data
@@ -23,6 +24,11 @@ type TransportInfo struct {
 type Frame struct {
 	Seq     uint64
 	Payload []byte
+	// Peer is the authenticated name of the sending host (from its
+	// certificate), set by the receiving transport. The host decides from
+	// it whether the sender may write to the session; it is ignored on
+	// the sending side.
+	Peer string
 }
 
 // Ack acknowledges the frame with sequence number Seq. On the sending side
@@ -30,9 +36,27 @@ type Frame struct {
 // it to the peer, or to durable storage); acks come in the order the frames
 // were sent. On the receiving side the host acks a frame once it has stored
 // it, and the transport may then tell the sending peer.
+//
+// Payload is the receiving host's reply to the frame (at most
+// MaxFramePayload bytes), which the transport carries back to the sender
+// with the ack; most acks have none. A transport with the FeatureReplies
+// feature delivers on the sending side only the acks (and replies) the
+// receiving host gave, so an ack there means the peer stored the frame.
 type Ack struct {
-	Seq uint64
+	Seq     uint64
+	Payload []byte
 }
+
+// FeatureReplies is the feature a transport declares when its sending-side
+// acks are the receiving host's own acks, replies included. Replication
+// needs it: it acknowledges a change only once the replica made it durable.
+const FeatureReplies = "replies"
+
+// ErrNotAuthorized is what a transport returns (wrapped or not) when the
+// peer refused this host's certificate or showed one this host does not
+// trust. The host reports it as Not Authorized rather than as a network
+// failure: retrying does not help until an operator enrolls the host again.
+var ErrNotAuthorized = errors.New("peer not authorized")
 
 // Transport is what a transport plugin implements: it carries frames to and
 // from other appliances. A session is a named, ordered flow of frames
@@ -45,6 +69,12 @@ type Transport interface {
 	// Describe returns the transport's identity. It is called once after
 	// each start and must be quick.
 	Describe(ctx context.Context) (TransportInfo, error)
+	// Configure gives the transport its settings before any stream opens:
+	// which keys exist is the transport's own business (documented with
+	// it); it must refuse unknown keys and bad values with an error that
+	// names them. The host calls it again after every restart of the
+	// plugin.
+	Configure(ctx context.Context, settings map[string]string) error
 	// Send opens the sending side of session towards peer.
 	Send(ctx context.Context, peer, session string) (FrameSender, error)
 	// Receive opens the receiving side of session: frames peers sent for it.

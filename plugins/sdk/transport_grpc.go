@@ -53,6 +53,13 @@ func (s *transportServer) Describe(ctx context.Context, _ *pluginpb.DescribeTran
 	}}, nil
 }
 
+func (s *transportServer) Configure(ctx context.Context, req *pluginpb.ConfigureTransportRequest) (*pluginpb.ConfigureTransportResponse, error) {
+	if err := s.impl.Configure(ctx, req.GetSettings()); err != nil {
+		return nil, handlerStatus(err)
+	}
+	return &pluginpb.ConfigureTransportResponse{}, nil
+}
+
 var errNoOpen = status.Error(codes.InvalidArgument, "the first message of a stream must open it")
 
 func (s *transportServer) Send(stream grpc.BidiStreamingServer[pluginpb.SendRequest, pluginpb.Ack]) error {
@@ -95,7 +102,7 @@ func (s *transportServer) Send(stream grpc.BidiStreamingServer[pluginpb.SendRequ
 			}
 			return handlerStatus(err)
 		}
-		if err := stream.Send(&pluginpb.Ack{Seq: a.Seq}); err != nil {
+		if err := stream.Send(&pluginpb.Ack{Seq: a.Seq, Payload: a.Payload}); err != nil {
 			return err
 		}
 	}
@@ -158,7 +165,7 @@ func (s *transportServer) Receive(stream grpc.BidiStreamingServer[pluginpb.Recei
 			}
 			return handlerStatus(err)
 		}
-		if err := stream.Send(&pluginpb.Frame{Seq: f.Seq, Payload: f.Payload}); err != nil {
+		if err := stream.Send(&pluginpb.Frame{Seq: f.Seq, Payload: f.Payload, Peer: f.Peer}); err != nil {
 			return err
 		}
 	}
@@ -177,7 +184,7 @@ func pumpAcks(stream grpc.BidiStreamingServer[pluginpb.ReceiveRequest, pluginpb.
 		if a == nil {
 			return status.Error(codes.InvalidArgument, "a Receive stream may be opened only once")
 		}
-		if err := fr.Ack(Ack{Seq: a.GetSeq()}); err != nil {
+		if err := fr.Ack(Ack{Seq: a.GetSeq(), Payload: a.GetPayload()}); err != nil {
 			return handlerStatus(err)
 		}
 	}
@@ -194,6 +201,11 @@ func (c *transportClient) Describe(ctx context.Context) (TransportInfo, error) {
 		return TransportInfo{}, clientError("Describe", err)
 	}
 	return transportInfoFromPB(resp), nil
+}
+
+func (c *transportClient) Configure(ctx context.Context, settings map[string]string) error {
+	_, err := c.c.Configure(ctx, &pluginpb.ConfigureTransportRequest{Settings: settings}, replyLimit)
+	return clientError("Configure", err)
 }
 
 func (c *transportClient) Send(ctx context.Context, peer, session string) (FrameSender, error) {
@@ -240,7 +252,7 @@ func (c *senderClient) Recv() (Ack, error) {
 	if err != nil {
 		return Ack{}, clientError("Send", err)
 	}
-	return Ack{Seq: a.GetSeq()}, nil
+	return Ack{Seq: a.GetSeq(), Payload: a.GetPayload()}, nil
 }
 
 func (c *senderClient) CloseSend() error { return clientError("Send", c.s.CloseSend()) }
@@ -262,7 +274,7 @@ func (c *receiverClient) Recv() (Frame, error) {
 }
 
 func (c *receiverClient) Ack(a Ack) error {
-	m := &pluginpb.ReceiveRequest{Msg: &pluginpb.ReceiveRequest_Ack{Ack: &pluginpb.Ack{Seq: a.Seq}}}
+	m := &pluginpb.ReceiveRequest{Msg: &pluginpb.ReceiveRequest_Ack{Ack: &pluginpb.Ack{Seq: a.Seq, Payload: a.Payload}}}
 	return clientError("Receive", c.s.Send(m))
 }
 
@@ -274,5 +286,5 @@ func transportInfoFromPB(resp *pluginpb.DescribeTransportResponse) TransportInfo
 }
 
 func frameFromPB(f *pluginpb.Frame) Frame {
-	return Frame{Seq: f.GetSeq(), Payload: f.GetPayload()}
+	return Frame{Seq: f.GetSeq(), Payload: f.GetPayload(), Peer: f.GetPeer()}
 }

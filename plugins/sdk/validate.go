@@ -182,6 +182,17 @@ func ValidateFrame(f Frame) error {
 	if len(f.Payload) > MaxFramePayload {
 		return fmt.Errorf("frame %d: payload of %d bytes, more than the limit of %d", f.Seq, len(f.Payload), MaxFramePayload)
 	}
+	if len(f.Peer) > MaxIdentLen || !utf8.ValidString(f.Peer) || SanitizeText(f.Peer, MaxIdentLen) != f.Peer {
+		return fmt.Errorf("frame %d: peer name %s is not a printable name of at most %d bytes", f.Seq, quote(SanitizeText(f.Peer, MaxIdentLen)), MaxIdentLen)
+	}
+	return nil
+}
+
+// ValidateAck checks an ack a transport delivered to the sending host.
+func ValidateAck(a Ack) error {
+	if len(a.Payload) > MaxFramePayload {
+		return fmt.Errorf("ack %d: reply of %d bytes, more than the limit of %d", a.Seq, len(a.Payload), MaxFramePayload)
+	}
 	return nil
 }
 

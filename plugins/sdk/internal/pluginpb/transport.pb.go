@@ -166,17 +166,100 @@ func (x *DescribeTransportResponse) GetInfo() *TransportInfo {
 	return nil
 }
 
-type Frame struct {
+type ConfigureTransportRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
-	Seq           uint64                 `protobuf:"varint,1,opt,name=seq,proto3" json:"seq,omitempty"`
-	Payload       []byte                 `protobuf:"bytes,2,opt,name=payload,proto3" json:"payload,omitempty"`
+	Settings      map[string]string      `protobuf:"bytes,1,rep,name=settings,proto3" json:"settings,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ConfigureTransportRequest) Reset() {
+	*x = ConfigureTransportRequest{}
+	mi := &file_holdfast_plugin_v1_transport_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ConfigureTransportRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ConfigureTransportRequest) ProtoMessage() {}
+
+func (x *ConfigureTransportRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_holdfast_plugin_v1_transport_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ConfigureTransportRequest.ProtoReflect.Descriptor instead.
+func (*ConfigureTransportRequest) Descriptor() ([]byte, []int) {
+	return file_holdfast_plugin_v1_transport_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *ConfigureTransportRequest) GetSettings() map[string]string {
+	if x != nil {
+		return x.Settings
+	}
+	return nil
+}
+
+type ConfigureTransportResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ConfigureTransportResponse) Reset() {
+	*x = ConfigureTransportResponse{}
+	mi := &file_holdfast_plugin_v1_transport_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ConfigureTransportResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ConfigureTransportResponse) ProtoMessage() {}
+
+func (x *ConfigureTransportResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_holdfast_plugin_v1_transport_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ConfigureTransportResponse.ProtoReflect.Descriptor instead.
+func (*ConfigureTransportResponse) Descriptor() ([]byte, []int) {
+	return file_holdfast_plugin_v1_transport_proto_rawDescGZIP(), []int{4}
+}
+
+type Frame struct {
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	Seq     uint64                 `protobuf:"varint,1,opt,name=seq,proto3" json:"seq,omitempty"`
+	Payload []byte                 `protobuf:"bytes,2,opt,name=payload,proto3" json:"payload,omitempty"`
+	// peer is the authenticated name of the sending host, set by the
+	// receiving transport; empty on the sending side.
+	Peer          string `protobuf:"bytes,3,opt,name=peer,proto3" json:"peer,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Frame) Reset() {
 	*x = Frame{}
-	mi := &file_holdfast_plugin_v1_transport_proto_msgTypes[3]
+	mi := &file_holdfast_plugin_v1_transport_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -188,7 +271,7 @@ func (x *Frame) String() string {
 func (*Frame) ProtoMessage() {}
 
 func (x *Frame) ProtoReflect() protoreflect.Message {
-	mi := &file_holdfast_plugin_v1_transport_proto_msgTypes[3]
+	mi := &file_holdfast_plugin_v1_transport_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -201,7 +284,7 @@ func (x *Frame) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Frame.ProtoReflect.Descriptor instead.
 func (*Frame) Descriptor() ([]byte, []int) {
-	return file_holdfast_plugin_v1_transport_proto_rawDescGZIP(), []int{3}
+	return file_holdfast_plugin_v1_transport_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *Frame) GetSeq() uint64 {
@@ -218,16 +301,26 @@ func (x *Frame) GetPayload() []byte {
 	return nil
 }
 
+func (x *Frame) GetPeer() string {
+	if x != nil {
+		return x.Peer
+	}
+	return ""
+}
+
 type Ack struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Seq           uint64                 `protobuf:"varint,1,opt,name=seq,proto3" json:"seq,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Seq   uint64                 `protobuf:"varint,1,opt,name=seq,proto3" json:"seq,omitempty"`
+	// payload is the receiving host's reply to the frame, carried back to
+	// the sender with the ack; empty for most frames.
+	Payload       []byte `protobuf:"bytes,2,opt,name=payload,proto3" json:"payload,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Ack) Reset() {
 	*x = Ack{}
-	mi := &file_holdfast_plugin_v1_transport_proto_msgTypes[4]
+	mi := &file_holdfast_plugin_v1_transport_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -239,7 +332,7 @@ func (x *Ack) String() string {
 func (*Ack) ProtoMessage() {}
 
 func (x *Ack) ProtoReflect() protoreflect.Message {
-	mi := &file_holdfast_plugin_v1_transport_proto_msgTypes[4]
+	mi := &file_holdfast_plugin_v1_transport_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -252,7 +345,7 @@ func (x *Ack) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Ack.ProtoReflect.Descriptor instead.
 func (*Ack) Descriptor() ([]byte, []int) {
-	return file_holdfast_plugin_v1_transport_proto_rawDescGZIP(), []int{4}
+	return file_holdfast_plugin_v1_transport_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *Ack) GetSeq() uint64 {
@@ -260,6 +353,13 @@ func (x *Ack) GetSeq() uint64 {
 		return x.Seq
 	}
 	return 0
+}
+
+func (x *Ack) GetPayload() []byte {
+	if x != nil {
+		return x.Payload
+	}
+	return nil
 }
 
 type SendOpen struct {
@@ -272,7 +372,7 @@ type SendOpen struct {
 
 func (x *SendOpen) Reset() {
 	*x = SendOpen{}
-	mi := &file_holdfast_plugin_v1_transport_proto_msgTypes[5]
+	mi := &file_holdfast_plugin_v1_transport_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -284,7 +384,7 @@ func (x *SendOpen) String() string {
 func (*SendOpen) ProtoMessage() {}
 
 func (x *SendOpen) ProtoReflect() protoreflect.Message {
-	mi := &file_holdfast_plugin_v1_transport_proto_msgTypes[5]
+	mi := &file_holdfast_plugin_v1_transport_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -297,7 +397,7 @@ func (x *SendOpen) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SendOpen.ProtoReflect.Descriptor instead.
 func (*SendOpen) Descriptor() ([]byte, []int) {
-	return file_holdfast_plugin_v1_transport_proto_rawDescGZIP(), []int{5}
+	return file_holdfast_plugin_v1_transport_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *SendOpen) GetPeer() string {
@@ -327,7 +427,7 @@ type SendRequest struct {
 
 func (x *SendRequest) Reset() {
 	*x = SendRequest{}
-	mi := &file_holdfast_plugin_v1_transport_proto_msgTypes[6]
+	mi := &file_holdfast_plugin_v1_transport_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -339,7 +439,7 @@ func (x *SendRequest) String() string {
 func (*SendRequest) ProtoMessage() {}
 
 func (x *SendRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_holdfast_plugin_v1_transport_proto_msgTypes[6]
+	mi := &file_holdfast_plugin_v1_transport_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -352,7 +452,7 @@ func (x *SendRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SendRequest.ProtoReflect.Descriptor instead.
 func (*SendRequest) Descriptor() ([]byte, []int) {
-	return file_holdfast_plugin_v1_transport_proto_rawDescGZIP(), []int{6}
+	return file_holdfast_plugin_v1_transport_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *SendRequest) GetMsg() isSendRequest_Msg {
@@ -405,7 +505,7 @@ type ReceiveOpen struct {
 
 func (x *ReceiveOpen) Reset() {
 	*x = ReceiveOpen{}
-	mi := &file_holdfast_plugin_v1_transport_proto_msgTypes[7]
+	mi := &file_holdfast_plugin_v1_transport_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -417,7 +517,7 @@ func (x *ReceiveOpen) String() string {
 func (*ReceiveOpen) ProtoMessage() {}
 
 func (x *ReceiveOpen) ProtoReflect() protoreflect.Message {
-	mi := &file_holdfast_plugin_v1_transport_proto_msgTypes[7]
+	mi := &file_holdfast_plugin_v1_transport_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -430,7 +530,7 @@ func (x *ReceiveOpen) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReceiveOpen.ProtoReflect.Descriptor instead.
 func (*ReceiveOpen) Descriptor() ([]byte, []int) {
-	return file_holdfast_plugin_v1_transport_proto_rawDescGZIP(), []int{7}
+	return file_holdfast_plugin_v1_transport_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *ReceiveOpen) GetSession() string {
@@ -453,7 +553,7 @@ type ReceiveRequest struct {
 
 func (x *ReceiveRequest) Reset() {
 	*x = ReceiveRequest{}
-	mi := &file_holdfast_plugin_v1_transport_proto_msgTypes[8]
+	mi := &file_holdfast_plugin_v1_transport_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -465,7 +565,7 @@ func (x *ReceiveRequest) String() string {
 func (*ReceiveRequest) ProtoMessage() {}
 
 func (x *ReceiveRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_holdfast_plugin_v1_transport_proto_msgTypes[8]
+	mi := &file_holdfast_plugin_v1_transport_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -478,7 +578,7 @@ func (x *ReceiveRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReceiveRequest.ProtoReflect.Descriptor instead.
 func (*ReceiveRequest) Descriptor() ([]byte, []int) {
-	return file_holdfast_plugin_v1_transport_proto_rawDescGZIP(), []int{8}
+	return file_holdfast_plugin_v1_transport_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *ReceiveRequest) GetMsg() isReceiveRequest_Msg {
@@ -533,12 +633,20 @@ const file_holdfast_plugin_v1_transport_proto_rawDesc = "" +
 	"\bfeatures\x18\x03 \x03(\tR\bfeatures\"\x1a\n" +
 	"\x18DescribeTransportRequest\"R\n" +
 	"\x19DescribeTransportResponse\x125\n" +
-	"\x04info\x18\x01 \x01(\v2!.holdfast.plugin.v1.TransportInfoR\x04info\"3\n" +
+	"\x04info\x18\x01 \x01(\v2!.holdfast.plugin.v1.TransportInfoR\x04info\"\xb1\x01\n" +
+	"\x19ConfigureTransportRequest\x12W\n" +
+	"\bsettings\x18\x01 \x03(\v2;.holdfast.plugin.v1.ConfigureTransportRequest.SettingsEntryR\bsettings\x1a;\n" +
+	"\rSettingsEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\x1c\n" +
+	"\x1aConfigureTransportResponse\"G\n" +
 	"\x05Frame\x12\x10\n" +
 	"\x03seq\x18\x01 \x01(\x04R\x03seq\x12\x18\n" +
-	"\apayload\x18\x02 \x01(\fR\apayload\"\x17\n" +
+	"\apayload\x18\x02 \x01(\fR\apayload\x12\x12\n" +
+	"\x04peer\x18\x03 \x01(\tR\x04peer\"1\n" +
 	"\x03Ack\x12\x10\n" +
-	"\x03seq\x18\x01 \x01(\x04R\x03seq\"8\n" +
+	"\x03seq\x18\x01 \x01(\x04R\x03seq\x12\x18\n" +
+	"\apayload\x18\x02 \x01(\fR\apayload\"8\n" +
 	"\bSendOpen\x12\x12\n" +
 	"\x04peer\x18\x01 \x01(\tR\x04peer\x12\x18\n" +
 	"\asession\x18\x02 \x01(\tR\asession\"{\n" +
@@ -551,9 +659,10 @@ const file_holdfast_plugin_v1_transport_proto_rawDesc = "" +
 	"\x0eReceiveRequest\x125\n" +
 	"\x04open\x18\x01 \x01(\v2\x1f.holdfast.plugin.v1.ReceiveOpenH\x00R\x04open\x12+\n" +
 	"\x03ack\x18\x02 \x01(\v2\x17.holdfast.plugin.v1.AckH\x00R\x03ackB\x05\n" +
-	"\x03msg2\x88\x02\n" +
+	"\x03msg2\xf4\x02\n" +
 	"\tTransport\x12g\n" +
-	"\bDescribe\x12,.holdfast.plugin.v1.DescribeTransportRequest\x1a-.holdfast.plugin.v1.DescribeTransportResponse\x12D\n" +
+	"\bDescribe\x12,.holdfast.plugin.v1.DescribeTransportRequest\x1a-.holdfast.plugin.v1.DescribeTransportResponse\x12j\n" +
+	"\tConfigure\x12-.holdfast.plugin.v1.ConfigureTransportRequest\x1a..holdfast.plugin.v1.ConfigureTransportResponse\x12D\n" +
 	"\x04Send\x12\x1f.holdfast.plugin.v1.SendRequest\x1a\x17.holdfast.plugin.v1.Ack(\x010\x01\x12L\n" +
 	"\aReceive\x12\".holdfast.plugin.v1.ReceiveRequest\x1a\x19.holdfast.plugin.v1.Frame(\x010\x01B<Z:github.com/holdfast/holdfast/plugins/sdk/internal/pluginpbb\x06proto3"
 
@@ -569,35 +678,41 @@ func file_holdfast_plugin_v1_transport_proto_rawDescGZIP() []byte {
 	return file_holdfast_plugin_v1_transport_proto_rawDescData
 }
 
-var file_holdfast_plugin_v1_transport_proto_msgTypes = make([]protoimpl.MessageInfo, 9)
+var file_holdfast_plugin_v1_transport_proto_msgTypes = make([]protoimpl.MessageInfo, 12)
 var file_holdfast_plugin_v1_transport_proto_goTypes = []any{
-	(*TransportInfo)(nil),             // 0: holdfast.plugin.v1.TransportInfo
-	(*DescribeTransportRequest)(nil),  // 1: holdfast.plugin.v1.DescribeTransportRequest
-	(*DescribeTransportResponse)(nil), // 2: holdfast.plugin.v1.DescribeTransportResponse
-	(*Frame)(nil),                     // 3: holdfast.plugin.v1.Frame
-	(*Ack)(nil),                       // 4: holdfast.plugin.v1.Ack
-	(*SendOpen)(nil),                  // 5: holdfast.plugin.v1.SendOpen
-	(*SendRequest)(nil),               // 6: holdfast.plugin.v1.SendRequest
-	(*ReceiveOpen)(nil),               // 7: holdfast.plugin.v1.ReceiveOpen
-	(*ReceiveRequest)(nil),            // 8: holdfast.plugin.v1.ReceiveRequest
+	(*TransportInfo)(nil),              // 0: holdfast.plugin.v1.TransportInfo
+	(*DescribeTransportRequest)(nil),   // 1: holdfast.plugin.v1.DescribeTransportRequest
+	(*DescribeTransportResponse)(nil),  // 2: holdfast.plugin.v1.DescribeTransportResponse
+	(*ConfigureTransportRequest)(nil),  // 3: holdfast.plugin.v1.ConfigureTransportRequest
+	(*ConfigureTransportResponse)(nil), // 4: holdfast.plugin.v1.ConfigureTransportResponse
+	(*Frame)(nil),                      // 5: holdfast.plugin.v1.Frame
+	(*Ack)(nil),                        // 6: holdfast.plugin.v1.Ack
+	(*SendOpen)(nil),                   // 7: holdfast.plugin.v1.SendOpen
+	(*SendRequest)(nil),                // 8: holdfast.plugin.v1.SendRequest
+	(*ReceiveOpen)(nil),                // 9: holdfast.plugin.v1.ReceiveOpen
+	(*ReceiveRequest)(nil),             // 10: holdfast.plugin.v1.ReceiveRequest
+	nil,                                // 11: holdfast.plugin.v1.ConfigureTransportRequest.SettingsEntry
 }
 var file_holdfast_plugin_v1_transport_proto_depIdxs = []int32{
-	0, // 0: holdfast.plugin.v1.DescribeTransportResponse.info:type_name -> holdfast.plugin.v1.TransportInfo
-	5, // 1: holdfast.plugin.v1.SendRequest.open:type_name -> holdfast.plugin.v1.SendOpen
-	3, // 2: holdfast.plugin.v1.SendRequest.frame:type_name -> holdfast.plugin.v1.Frame
-	7, // 3: holdfast.plugin.v1.ReceiveRequest.open:type_name -> holdfast.plugin.v1.ReceiveOpen
-	4, // 4: holdfast.plugin.v1.ReceiveRequest.ack:type_name -> holdfast.plugin.v1.Ack
-	1, // 5: holdfast.plugin.v1.Transport.Describe:input_type -> holdfast.plugin.v1.DescribeTransportRequest
-	6, // 6: holdfast.plugin.v1.Transport.Send:input_type -> holdfast.plugin.v1.SendRequest
-	8, // 7: holdfast.plugin.v1.Transport.Receive:input_type -> holdfast.plugin.v1.ReceiveRequest
-	2, // 8: holdfast.plugin.v1.Transport.Describe:output_type -> holdfast.plugin.v1.DescribeTransportResponse
-	4, // 9: holdfast.plugin.v1.Transport.Send:output_type -> holdfast.plugin.v1.Ack
-	3, // 10: holdfast.plugin.v1.Transport.Receive:output_type -> holdfast.plugin.v1.Frame
-	8, // [8:11] is the sub-list for method output_type
-	5, // [5:8] is the sub-list for method input_type
-	5, // [5:5] is the sub-list for extension type_name
-	5, // [5:5] is the sub-list for extension extendee
-	0, // [0:5] is the sub-list for field type_name
+	0,  // 0: holdfast.plugin.v1.DescribeTransportResponse.info:type_name -> holdfast.plugin.v1.TransportInfo
+	11, // 1: holdfast.plugin.v1.ConfigureTransportRequest.settings:type_name -> holdfast.plugin.v1.ConfigureTransportRequest.SettingsEntry
+	7,  // 2: holdfast.plugin.v1.SendRequest.open:type_name -> holdfast.plugin.v1.SendOpen
+	5,  // 3: holdfast.plugin.v1.SendRequest.frame:type_name -> holdfast.plugin.v1.Frame
+	9,  // 4: holdfast.plugin.v1.ReceiveRequest.open:type_name -> holdfast.plugin.v1.ReceiveOpen
+	6,  // 5: holdfast.plugin.v1.ReceiveRequest.ack:type_name -> holdfast.plugin.v1.Ack
+	1,  // 6: holdfast.plugin.v1.Transport.Describe:input_type -> holdfast.plugin.v1.DescribeTransportRequest
+	3,  // 7: holdfast.plugin.v1.Transport.Configure:input_type -> holdfast.plugin.v1.ConfigureTransportRequest
+	8,  // 8: holdfast.plugin.v1.Transport.Send:input_type -> holdfast.plugin.v1.SendRequest
+	10, // 9: holdfast.plugin.v1.Transport.Receive:input_type -> holdfast.plugin.v1.ReceiveRequest
+	2,  // 10: holdfast.plugin.v1.Transport.Describe:output_type -> holdfast.plugin.v1.DescribeTransportResponse
+	4,  // 11: holdfast.plugin.v1.Transport.Configure:output_type -> holdfast.plugin.v1.ConfigureTransportResponse
+	6,  // 12: holdfast.plugin.v1.Transport.Send:output_type -> holdfast.plugin.v1.Ack
+	5,  // 13: holdfast.plugin.v1.Transport.Receive:output_type -> holdfast.plugin.v1.Frame
+	10, // [10:14] is the sub-list for method output_type
+	6,  // [6:10] is the sub-list for method input_type
+	6,  // [6:6] is the sub-list for extension type_name
+	6,  // [6:6] is the sub-list for extension extendee
+	0,  // [0:6] is the sub-list for field type_name
 }
 
 func init() { file_holdfast_plugin_v1_transport_proto_init() }
@@ -605,11 +720,11 @@ func file_holdfast_plugin_v1_transport_proto_init() {
 	if File_holdfast_plugin_v1_transport_proto != nil {
 		return
 	}
-	file_holdfast_plugin_v1_transport_proto_msgTypes[6].OneofWrappers = []any{
+	file_holdfast_plugin_v1_transport_proto_msgTypes[8].OneofWrappers = []any{
 		(*SendRequest_Open)(nil),
 		(*SendRequest_Frame)(nil),
 	}
-	file_holdfast_plugin_v1_transport_proto_msgTypes[8].OneofWrappers = []any{
+	file_holdfast_plugin_v1_transport_proto_msgTypes[10].OneofWrappers = []any{
 		(*ReceiveRequest_Open)(nil),
 		(*ReceiveRequest_Ack)(nil),
 	}
@@ -619,7 +734,7 @@ func file_holdfast_plugin_v1_transport_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_holdfast_plugin_v1_transport_proto_rawDesc), len(file_holdfast_plugin_v1_transport_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   9,
+			NumMessages:   12,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -24,9 +24,10 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	Transport_Describe_FullMethodName = "/holdfast.plugin.v1.Transport/Describe"
-	Transport_Send_FullMethodName     = "/holdfast.plugin.v1.Transport/Send"
-	Transport_Receive_FullMethodName  = "/holdfast.plugin.v1.Transport/Receive"
+	Transport_Describe_FullMethodName  = "/holdfast.plugin.v1.Transport/Describe"
+	Transport_Configure_FullMethodName = "/holdfast.plugin.v1.Transport/Configure"
+	Transport_Send_FullMethodName      = "/holdfast.plugin.v1.Transport/Send"
+	Transport_Receive_FullMethodName   = "/holdfast.plugin.v1.Transport/Receive"
 )
 
 // TransportClient is the client API for Transport service.
@@ -35,6 +36,10 @@ const (
 type TransportClient interface {
 	// Describe names the transport and its optional features.
 	Describe(ctx context.Context, in *DescribeTransportRequest, opts ...grpc.CallOption) (*DescribeTransportResponse, error)
+	// Configure gives the plugin its settings (addresses, certificate files,
+	// limits) before any stream opens. It may be called again after a
+	// restart of the plugin; the last call wins.
+	Configure(ctx context.Context, in *ConfigureTransportRequest, opts ...grpc.CallOption) (*ConfigureTransportResponse, error)
 	// Send opens an outgoing session. The first message must be open; every
 	// later one a frame. The plugin answers with one ack per frame it has
 	// taken responsibility for, in the order the frames were sent.
@@ -56,6 +61,16 @@ func (c *transportClient) Describe(ctx context.Context, in *DescribeTransportReq
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(DescribeTransportResponse)
 	err := c.cc.Invoke(ctx, Transport_Describe_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *transportClient) Configure(ctx context.Context, in *ConfigureTransportRequest, opts ...grpc.CallOption) (*ConfigureTransportResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ConfigureTransportResponse)
+	err := c.cc.Invoke(ctx, Transport_Configure_FullMethodName, in, out, cOpts...)
 	if err != nil {
 		return nil, err
 	}
@@ -94,6 +109,10 @@ type Transport_ReceiveClient = grpc.BidiStreamingClient[ReceiveRequest, Frame]
 type TransportServer interface {
 	// Describe names the transport and its optional features.
 	Describe(context.Context, *DescribeTransportRequest) (*DescribeTransportResponse, error)
+	// Configure gives the plugin its settings (addresses, certificate files,
+	// limits) before any stream opens. It may be called again after a
+	// restart of the plugin; the last call wins.
+	Configure(context.Context, *ConfigureTransportRequest) (*ConfigureTransportResponse, error)
 	// Send opens an outgoing session. The first message must be open; every
 	// later one a frame. The plugin answers with one ack per frame it has
 	// taken responsibility for, in the order the frames were sent.
@@ -113,6 +132,9 @@ type UnimplementedTransportServer struct{}
 
 func (UnimplementedTransportServer) Describe(context.Context, *DescribeTransportRequest) (*DescribeTransportResponse, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method Describe not implemented")
+}
+func (UnimplementedTransportServer) Configure(context.Context, *ConfigureTransportRequest) (*ConfigureTransportResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method Configure not implemented")
 }
 func (UnimplementedTransportServer) Send(grpc.BidiStreamingServer[SendRequest, Ack]) error {
 	return status.Errorf(codes.Unimplemented, "method Send not implemented")
@@ -159,6 +181,24 @@ func _Transport_Describe_Handler(srv interface{}, ctx context.Context, dec func(
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Transport_Configure_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ConfigureTransportRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(TransportServer).Configure(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Transport_Configure_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(TransportServer).Configure(ctx, req.(*ConfigureTransportRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 func _Transport_Send_Handler(srv interface{}, stream grpc.ServerStream) error {
 	return srv.(TransportServer).Send(&grpc.GenericServerStream[SendRequest, Ack]{ServerStream: stream})
 }
@@ -183,6 +223,10 @@ var Transport_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "Describe",
 			Handler:    _Transport_Describe_Handler,
+		},
+		{
+			MethodName: "Configure",
+			Handler:    _Transport_Configure_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{

@@ -32,6 +32,14 @@ func (t *transport) Describe(context.Context) (sdk.TransportInfo, error) {
 	return sdk.TransportInfo{Name: "echo", Version: "1", Features: []string{"loopback"}}, nil
 }
 
+// Configure accepts no settings: this transport has none.
+func (t *transport) Configure(_ context.Context, settings map[string]string) error {
+	for k := range settings {
+		return fmt.Errorf("unknown setting %q: the echo transport has no settings", k)
+	}
+	return nil
+}
+
 func (t *transport) Send(ctx context.Context, peer, session string) (sdk.FrameSender, error) {
 	if peer != "loopback" {
 		return nil, fmt.Errorf("unknown peer %q: this transport only reaches \"loopback\"", peer)
