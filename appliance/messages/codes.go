@@ -37,33 +37,37 @@ const (
 	TransportUnknown      Code = "HF-E3014"
 
 	// 4xxx: scenarios and replication.
-	ScenarioDataUnreadable Code = "HF-E4001" // legacy E3370
-	ScenarioNoConsistency  Code = "HF-E4002" // legacy AE0471
-	ScenarioInvalid        Code = "HF-E4003"
-	ScenarioExists         Code = "HF-E4004"
-	ScenarioNotFound       Code = "HF-E4005"
-	ScenarioCreated        Code = "HF-I4006"
-	ScenarioDeleted        Code = "HF-I4007"
-	EntitiesUnavailable    Code = "HF-E4008"
-	SnapshotFailed         Code = "HF-E4020" // legacy AE0460
-	SnapshotReleaseFailed  Code = "HF-E4021" // legacy AE0461
-	ScenarioUnreachable    Code = "HF-E4030" // legacy AE0463
-	ScenarioGeneralError   Code = "HF-E4099" // legacy AE0472
-	ReplicationStarted     Code = "HF-I4040"
-	SyncFinished           Code = "HF-I4041"
-	ReplicationStopped     Code = "HF-I4042"
-	ReplicationSuspended   Code = "HF-I4043"
-	ReplicationResumed     Code = "HF-I4044"
-	SpoolOverflow          Code = "HF-W4045"
-	CaptureOverflow        Code = "HF-W4046"
-	ReplicaNoSpace         Code = "HF-E4047"
-	ReplicaPathRefused     Code = "HF-E4048"
-	ReplicationRecovered   Code = "HF-I4049"
-	ScenarioNotRunning     Code = "HF-E4050"
-	ScenarioAlreadyRunning Code = "HF-E4051"
-	CaptureUnwatched       Code = "HF-W4052"
-	ReplicationFailed      Code = "HF-E4053"
-	SpoolRepaired          Code = "HF-W4054"
+	ScenarioDataUnreadable   Code = "HF-E4001" // legacy E3370
+	ScenarioNoConsistency    Code = "HF-E4002" // legacy AE0471
+	ScenarioInvalid          Code = "HF-E4003"
+	ScenarioExists           Code = "HF-E4004"
+	ScenarioNotFound         Code = "HF-E4005"
+	ScenarioCreated          Code = "HF-I4006"
+	ScenarioDeleted          Code = "HF-I4007"
+	EntitiesUnavailable      Code = "HF-E4008"
+	SnapshotFailed           Code = "HF-E4020" // legacy AE0460
+	SnapshotReleaseFailed    Code = "HF-E4021" // legacy AE0461
+	ScenarioUnreachable      Code = "HF-E4030" // legacy AE0463
+	ScenarioGeneralError     Code = "HF-E4099" // legacy AE0472
+	ReplicationStarted       Code = "HF-I4040"
+	SyncFinished             Code = "HF-I4041"
+	ReplicationStopped       Code = "HF-I4042"
+	ReplicationSuspended     Code = "HF-I4043"
+	ReplicationResumed       Code = "HF-I4044"
+	SpoolOverflow            Code = "HF-W4045"
+	CaptureOverflow          Code = "HF-W4046"
+	ReplicaNoSpace           Code = "HF-E4047"
+	ReplicaPathRefused       Code = "HF-E4048"
+	ReplicationRecovered     Code = "HF-I4049"
+	ScenarioNotRunning       Code = "HF-E4050"
+	ScenarioAlreadyRunning   Code = "HF-E4051"
+	CaptureUnwatched         Code = "HF-W4052"
+	ReplicationFailed        Code = "HF-E4053"
+	SpoolRepaired            Code = "HF-W4054"
+	ReplicationNotAuthorized Code = "HF-E4055"
+	AgentEventsDropped       Code = "HF-W4056"
+	ScenarioTopology         Code = "HF-E4057"
+	ReplicaRoleFailed        Code = "HF-E4058"
 
 	// 5xxx: backup.
 	BackupNoConsistentImage Code = "HF-E5001" // legacy AE0457
@@ -219,6 +223,18 @@ func init() {
 		Message{SpoolRepaired, catalog.Warning, "replication", "scenario %s: the spool of %s was repaired after an unclean stop: %s",
 			"The agent was killed or the power failed while writing the spool; changes not yet acknowledged to capture are re-read by the next synchronization.",
 			"Nothing to do.", ""},
+		Message{ReplicationNotAuthorized, sev, "replication", "scenario %s: %s refused the connection: %v",
+			"The two hosts do not trust each other's certificates: one of them was enrolled with another appliance, its certificate was revoked, or the replica's host name does not match its certificate.",
+			"Enroll the host again with 'holdfast agent token HOST' and 'holdfast-agent enroll'; no data crosses until both sides trust each other.", ""},
+		Message{AgentEventsDropped, catalog.Warning, "replication", "agent %s could not deliver %d events while the appliance was unreachable; they are missing from this log",
+			"The agent keeps a bounded number of events in memory while it cannot reach the appliance.",
+			"Nothing to do for replication, which kept running; read the agent's own log for the missing events.", ""},
+		Message{ScenarioTopology, sev, "replication", "scenario %s: %s",
+			"The appliance cannot run this combination of master and replica hosts.",
+			"Make an enrolled agent the master, and the appliance or another enrolled agent the replica.", ""},
+		Message{ReplicaRoleFailed, sev, "replication", "scenario %s: the replica role on %s could not start: %v",
+			"The replica host could not open the target directory or its transport.",
+			"Check that the target directory can be created on the replica host and that its transport plugin runs ('holdfast plugins list').", ""},
 
 		Message{BackupNoConsistentImage, sev, "backup", "neither Assured Recovery nor suspend could be performed for scenario %s (id %d) on replica %s",
 			"Before the backup, the replica must prove the application (AR) or pause applying changes for a snapshot; neither succeeded.",

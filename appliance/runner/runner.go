@@ -43,11 +43,17 @@ type Runner struct {
 	// not be started again after a restart, with why: they show Problem
 	// until an operator runs or stops them.
 	failed map[uint64]string
+	// hosts holds the last report of every host that has roles.
+	hosts map[string]*hostReport
 }
 
 type scenarioRun struct {
 	sc    catalog.Scenario
 	pairs []*pair
+	// remote scenarios have no engine here: agents run them, and
+	// suspended is what their assignments say.
+	remote    bool
+	suspended bool
 }
 
 // pair is one master root replicated to one replica directory.
@@ -61,12 +67,13 @@ type pair struct {
 type Options struct {
 	SpoolMaxBytes int64           // per replicated root; 0: the spool's default
 	Capture       capture.Backend // capture.Auto picks fanotify where it can
+	Remote        Remote          // how scenarios with other hosts run
 }
 
 // New returns a Runner keeping spools below spoolDir.
 func New(store Store, rec activity.Recorder, spoolDir string, opts Options) *Runner {
 	return &Runner{store: store, rec: rec, spools: spoolDir, opts: opts,
-		running: map[uint64]*scenarioRun{}, failed: map[uint64]string{}}
+		running: map[uint64]*scenarioRun{}, failed: map[uint64]string{}, hosts: map[string]*hostReport{}}
 }
 
 // ReplicaDir is where root is mirrored under target: the target itself for
@@ -114,6 +121,19 @@ func (r *Runner) Run(ctx context.Context, name string) error {
 
 func (r *Runner) start(ctx context.Context, sc catalog.Scenario) error {
 	run := &scenarioRun{sc: sc}
+	remote, err := r.remote(sc)
+	if err != nil {
+		return err
+	}
+	if remote {
+		// The agents pick their roles up at their next poll.
+		run.remote = true
+		r.mu.Lock()
+		r.running[sc.ID] = run
+		delete(r.failed, sc.ID)
+		r.mu.Unlock()
+		return nil
+	}
 	for ri, rep := range sc.Replicas {
 		for oi, root := range sc.Roots {
 			p := &pair{root: root, replicaDir: ReplicaDir(rep.Target, sc.Roots, root)}
@@ -241,6 +261,11 @@ func (r *Runner) each(ctx context.Context, name string, code messages.Code, f fu
 	if !ok {
 		return messages.New(messages.ScenarioNotRunning, name)
 	}
+	if run.remote {
+		r.mu.Lock()
+		run.suspended = code == messages.ReplicationSuspended
+		r.mu.Unlock()
+	}
 	for _, p := range run.pairs {
 		f(p.engine)
 	}
@@ -290,9 +315,13 @@ func (r *Runner) status(sc catalog.Scenario) Status {
 	rank := map[replication.Phase]int{replication.PhaseReplicating: 1, replication.PhaseSuspended: 2,
 		replication.PhaseStarting: 3, replication.PhaseSynchronizing: 3, replication.PhaseProblem: 4}
 	worst := replication.PhaseReplicating
+	if run.remote {
+		st.Pairs = r.remoteStatus(run)
+	}
 	for _, p := range run.pairs {
-		ps := PairStatus{Root: p.root, ReplicaDir: p.replicaDir, Status: p.engine.Status()}
-		st.Pairs = append(st.Pairs, ps)
+		st.Pairs = append(st.Pairs, PairStatus{Root: p.root, ReplicaDir: p.replicaDir, Status: p.engine.Status()})
+	}
+	for _, ps := range st.Pairs {
 		if rank[ps.Phase] > rank[worst] {
 			worst = ps.Phase
 		}
