@@ -2,8 +2,16 @@ package control
 
 import (
 	"bytes"
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"net/http"
+	"net/http/httptest"
+	"path/filepath"
+
 	"encoding/json"
 	"errors"
+	"github.com/holdfast/holdfast/appliance/pki"
 	"strings"
 	"testing"
 	"time"
@@ -115,4 +123,108 @@ func FuzzDecode(f *testing.F) {
 			}
 		}
 	})
+}
+
+// fakeAppliance answers from fixed assignments and keeps reports.
+type fakeAppliance struct {
+	roles   map[string]Assignments
+	reports map[string]Report
+}
+
+func (f *fakeAppliance) Assignments(host string) Assignments { return f.roles[host] }
+func (f *fakeAppliance) Report(_ context.Context, host string, r Report) {
+	f.reports[host] = r
+}
+
+// TestClientAndHandler runs both ends over real mutual TLS with
+// certificates from a real appliance CA.
+func TestClientAndHandler(t *testing.T) {
+	dir := t.TempDir()
+	ca, err := pki.OpenCA(filepath.Join(dir, "ca"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	identity := func(host string) (tls.Certificate, *x509.CertPool) {
+		tok, err := ca.NewEnrollmentToken(host, time.Hour)
+		if err != nil {
+			t.Fatal(err)
+		}
+		key, csr, err := pki.NewKeyAndCSR(host)
+		if err != nil {
+			t.Fatal(err)
+		}
+		cert, caDER, err := ca.Enroll(tok, csr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		d := filepath.Join(dir, host)
+		if err := pki.SaveIdentity(d, key, cert, caDER); err != nil {
+			t.Fatal(err)
+		}
+		c, pool, err := pki.LoadIdentity(d)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return c, pool
+	}
+	appCert, pool := identity("vault")
+	agentCert, _ := identity("shop1")
+
+	app := &fakeAppliance{roles: map[string]Assignments{"shop1": goodAssignments()}, reports: map[string]Report{}}
+	caller := func(r *http.Request) (string, error) {
+		if r.TLS == nil {
+			return "", errors.New("no TLS")
+		}
+		return pki.PeerHost(*r.TLS)
+	}
+	srv := httptest.NewUnstartedServer(Handler(app, caller, nil))
+	srv.TLS = pki.ServerTLS(appCert, pool, nil)
+	srv.StartTLS()
+	defer srv.Close()
+	addr := strings.TrimPrefix(srv.URL, "https://")
+
+	c := NewClient(addr, pki.ClientTLS(agentCert, pool, "vault", nil))
+	defer c.Close()
+	ctx := context.Background()
+	a, err := c.Assignments(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if mustJSON(t, a) != mustJSON(t, goodAssignments()) {
+		t.Fatalf("assignments = %+v", a)
+	}
+	if err := c.Report(ctx, Report{DataAddress: "10.0.0.2:1", Roles: []RoleStatus{}}); err != nil {
+		t.Fatal(err)
+	}
+	if app.reports["shop1"].DataAddress != "10.0.0.2:1" {
+		t.Fatalf("the appliance did not file the report under the certificate's host: %+v", app.reports)
+	}
+	// A malformed report is refused with the reason.
+	err = c.Report(ctx, Report{Roles: []RoleStatus{{Session: "s1", Role: "boss"}}})
+	if err == nil || !strings.Contains(err.Error(), "400") || !strings.Contains(err.Error(), "boss") {
+		t.Fatalf("bad report = %v, want a 400 naming the field", err)
+	}
+	// A client with a certificate from another CA gets nothing.
+	other, err := pki.OpenCA(filepath.Join(dir, "other-ca"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tok, _ := other.NewEnrollmentToken("shop1", time.Hour)
+	key, csr, _ := pki.NewKeyAndCSR("shop1")
+	cert, caDER, err := other.Enroll(tok, csr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := pki.SaveIdentity(filepath.Join(dir, "stranger"), key, cert, caDER); err != nil {
+		t.Fatal(err)
+	}
+	strangerCert, _, err := pki.LoadIdentity(filepath.Join(dir, "stranger"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := NewClient(addr, pki.ClientTLS(strangerCert, pool, "vault", nil))
+	defer s.Close()
+	if _, err := s.Assignments(ctx); err == nil {
+		t.Fatal("a certificate from another CA got assignments")
+	}
 }

@@ -1,0 +1,82 @@
+package control
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"time"
+)
+
+// Client is an agent's side of the conversation.
+type Client struct {
+	base string // https://HOST:PORT
+	http *http.Client
+}
+
+// NewClient talks to the appliance listening at addr (HOST:PORT) with the
+// given mutual-TLS configuration (pki.ClientTLS).
+func NewClient(addr string, tlsConf *tls.Config) *Client {
+	tr := &http.Transport{
+		TLSClientConfig:     tlsConf,
+		ForceAttemptHTTP2:   true,
+		MaxIdleConnsPerHost: 2,
+		IdleConnTimeout:     time.Minute,
+		TLSHandshakeTimeout: 10 * time.Second,
+	}
+	return &Client{base: "https://" + addr, http: &http.Client{Transport: tr, Timeout: 30 * time.Second}}
+}
+
+// Assignments asks the appliance which roles this host has.
+func (c *Client) Assignments(ctx context.Context) (Assignments, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.base+AssignmentsPath, nil)
+	if err != nil {
+		return Assignments{}, err
+	}
+	resp, err := c.do(req)
+	if err != nil {
+		return Assignments{}, err
+	}
+	defer resp.Body.Close()
+	return DecodeAssignments(resp.Body)
+}
+
+// Report tells the appliance how this host's roles stand.
+func (c *Client) Report(ctx context.Context, r Report) error {
+	body, err := json.Marshal(r)
+	if err != nil {
+		return fmt.Errorf("encode report: %w", err)
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.base+ReportPath, bytes.NewReader(body))
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := c.do(req)
+	if err != nil {
+		return err
+	}
+	resp.Body.Close()
+	return nil
+}
+
+// do sends req and turns any answer but 2xx into an error carrying the
+// appliance's own words.
+func (c *Client) do(req *http.Request) (*http.Response, error) {
+	resp, err := c.http.Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("%s %s: %w", req.Method, req.URL.Path, err)
+	}
+	if resp.StatusCode/100 != 2 {
+		defer resp.Body.Close()
+		msg, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
+		return nil, fmt.Errorf("%s %s: appliance answered %s: %s", req.Method, req.URL.Path, resp.Status, bytes.TrimSpace(msg))
+	}
+	return resp, nil
+}
+
+// Close releases idle connections.
+func (c *Client) Close() { c.http.CloseIdleConnections() }
