@@ -198,10 +198,22 @@ func (t *transportHandle) Describe(ctx context.Context) (info sdk.TransportInfo,
 	return info, nil
 }
 
+// Configure gives the transport its settings and remembers them, so that
+// a transport restarted after a crash is configured again before use.
 func (t *transportHandle) Configure(ctx context.Context, settings map[string]string) error {
-	return t.in.call(ctx, "Configure", func(ctx context.Context, _ sdk.ScenarioHandler, tr sdk.Transport) error {
-		return tr.Configure(ctx, settings)
+	kept := make(map[string]string, len(settings))
+	for k, v := range settings {
+		kept[k] = v
+	}
+	err := t.in.call(ctx, "Configure", func(ctx context.Context, _ sdk.ScenarioHandler, tr sdk.Transport) error {
+		return tr.Configure(ctx, kept)
 	})
+	if err == nil {
+		t.in.mu.Lock()
+		t.in.settings = kept
+		t.in.mu.Unlock()
+	}
+	return err
 }
 
 func (t *transportHandle) Send(ctx context.Context, peer, session string) (sdk.FrameSender, error) {

@@ -816,3 +816,38 @@ func TestLineLogger(t *testing.T) {
 		}
 	}
 }
+
+// TestTransportConfiguredAgainAfterRestart: settings given once survive a
+// crash of the transport, and refused settings are not remembered.
+func TestTransportConfiguredAgainAfterRestart(t *testing.T) {
+	t.Parallel()
+	root := t.TempDir()
+	install(t, root, "echo", "echo", manifest.Manifest{Kind: manifest.KindTransport, Type: "echo"})
+	f := startHost(t, Config{Dirs: []string{root}})
+	tr, err := f.host.Transport("echo")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	if err := tr.Configure(ctx, map[string]string{"mark": "blue"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := tr.Configure(ctx, map[string]string{"colour": "red"}); !sdk.IsHandlerError(err) || !strings.Contains(err.Error(), "colour") {
+		t.Fatalf("Configure with an unknown key = %v, want the plugin's refusal naming it", err)
+	}
+	before := statusOf(t, f.host, "echo")
+	if err := syscall.Kill(before.PID, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the transport to be restarted", func() bool {
+		st := statusOf(t, f.host, "echo")
+		return st.State == StateRunning && st.PID != before.PID
+	})
+	info, err := tr.Describe(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Contains(info.Features, "mark-blue") {
+		t.Fatalf("after the restart the transport shows %v: it was not configured again with the last accepted settings", info.Features)
+	}
+}

@@ -54,6 +54,9 @@ type instance struct {
 	scenario     sdk.ScenarioHandler
 	transport    sdk.Transport
 	runningSince time.Time
+	// settings are what the daemon last gave a transport with Configure;
+	// a restarted transport gets them again before it serves anything.
+	settings map[string]string
 }
 
 func (in *instance) name() string {
@@ -308,6 +311,20 @@ func (in *instance) start(ctx context.Context) *launchError {
 			return &launchError{p: newProblem(err, messages.PluginTimeout, name, "Describe", h.cfg.CallTimeout)}
 		default:
 			err = errors.New(sdk.SanitizeText(err.Error(), maxErrorText))
+			return &launchError{p: newProblem(err, messages.PluginStartFailed, name, err)}
+		}
+	}
+
+	in.mu.Lock()
+	settings := in.settings
+	in.mu.Unlock()
+	if trans != nil && settings != nil {
+		cctx, cancel := context.WithTimeout(context.Background(), h.cfg.CallTimeout)
+		err := trans.Configure(cctx, settings)
+		cancel()
+		if err != nil {
+			p.end()
+			err = fmt.Errorf("configure again after a restart: %s", sdk.SanitizeText(err.Error(), maxErrorText))
 			return &launchError{p: newProblem(err, messages.PluginStartFailed, name, err)}
 		}
 	}

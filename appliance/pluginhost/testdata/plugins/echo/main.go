@@ -15,6 +15,7 @@ import (
 type transport struct {
 	mu       sync.Mutex
 	sessions map[string]chan sdk.Frame
+	mark     string
 }
 
 func (t *transport) queue(session string) chan sdk.Frame {
@@ -29,14 +30,26 @@ func (t *transport) queue(session string) chan sdk.Frame {
 }
 
 func (t *transport) Describe(context.Context) (sdk.TransportInfo, error) {
-	return sdk.TransportInfo{Name: "echo", Version: "1", Features: []string{"loopback"}}, nil
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	features := []string{"loopback"}
+	if t.mark != "" {
+		features = append(features, "mark-"+t.mark)
+	}
+	return sdk.TransportInfo{Name: "echo", Version: "1", Features: features}, nil
 }
 
-// Configure accepts no settings: this transport has none.
+// Configure accepts one setting, "mark", which Describe then shows as a
+// feature: tests see from it whether a restarted plugin was configured.
 func (t *transport) Configure(_ context.Context, settings map[string]string) error {
 	for k := range settings {
-		return fmt.Errorf("unknown setting %q: the echo transport has no settings", k)
+		if k != "mark" {
+			return fmt.Errorf("unknown setting %q: the echo transport has only \"mark\"", k)
+		}
 	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.mark = settings["mark"]
 	return nil
 }
 
