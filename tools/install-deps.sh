@@ -6,7 +6,8 @@ set -euo pipefail
 
 declare -A groups=(
   # go test ./... : protoc checks that the committed generated code is current.
-  [test]="protobuf-compiler"
+  # iproute2: the multi-host test puts hosts in network namespaces.
+  [test]="protobuf-compiler iproute2"
   # make demo: Go builds everything; nothing else is needed yet.
   [demo]=""
   [proto]="protobuf-compiler"
