@@ -89,6 +89,16 @@ const (
 	Fanotify
 )
 
+// ParseBackend reads a backend's name as String writes it.
+func ParseBackend(s string) (Backend, error) {
+	for _, b := range []Backend{Auto, Inotify, Fanotify} {
+		if s == b.String() {
+			return b, nil
+		}
+	}
+	return Auto, fmt.Errorf("capture backend %q: use auto, fanotify or inotify", s)
+}
+
 func (b Backend) String() string {
 	switch b {
 	case Auto:

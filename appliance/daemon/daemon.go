@@ -82,7 +82,10 @@ func Run(ctx context.Context, cfg config.Config, opts Options, logger *slog.Logg
 	plugins.Start(ctx)
 	defer plugins.Stop()
 
-	backend := map[string]capture.Backend{"auto": capture.Auto, "fanotify": capture.Fanotify, "inotify": capture.Inotify}[cfg.Replication.Capture]
+	backend, err := capture.ParseBackend(cfg.Replication.Capture)
+	if err != nil {
+		return messages.New(messages.ConfigInvalid, "replication.capture", err)
+	}
 	runs := runner.New(cat, log, filepath.Join(cfg.DataDir, "spool"), runner.Options{
 		SpoolMaxBytes: int64(cfg.Replication.SpoolMax), Capture: backend,
 	})
