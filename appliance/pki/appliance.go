@@ -223,3 +223,6 @@ func verifyPinned(chain []*x509.Certificate, fp, name string) error {
 	}
 	return nil
 }
+
+// CertHost returns the host name a Holdfast leaf certificate is issued to.
+func CertHost(c *x509.Certificate) (string, error) { return hostFromCert(c) }
