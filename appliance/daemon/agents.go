@@ -38,7 +38,7 @@ type agentsListener struct {
 // startAgents issues or renews the appliance's certificate and starts the
 // agent listener on cfg.Agents.Listen. It returns nil (and no error) when
 // the listener is disabled.
-func startAgents(ctx context.Context, cfg config.Config, ca *pki.CA, log *activity.Log, logger *slog.Logger) (*agentsListener, string, error) {
+func startAgents(ctx context.Context, cfg config.Config, ca *pki.CA, register func(*api.AgentListener), log *activity.Log, logger *slog.Logger) (*agentsListener, string, error) {
 	if cfg.Agents.Listen == "" {
 		return nil, "", nil
 	}
@@ -63,6 +63,9 @@ func startAgents(ctx context.Context, cfg config.Config, ca *pki.CA, log *activi
 		return nil, "", messages.New(messages.DataDirUnusable, cfg.DataDir, err)
 	}
 	routes := api.NewAgentListener(ca, log, logger)
+	if register != nil {
+		register(routes)
+	}
 	hs := &http.Server{
 		Handler:           routes.Handler(),
 		TLSConfig:         pki.ServerTLSClientOptional(cert, ca.Pool(), ca.IsRevoked),

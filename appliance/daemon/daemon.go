@@ -38,6 +38,10 @@ type Options struct {
 	BundledPlugins string
 	// Ready, if set, receives the API address once the daemon serves.
 	Ready func(addr string)
+	// AgentRoutes, if set, registers routes for enrolled agents on the
+	// agent listener (with (*api.AgentListener).HandleAgent) before it
+	// serves.
+	AgentRoutes func(*api.AgentListener)
 }
 
 // Run starts holdfastd and serves until ctx is cancelled, then shuts down
@@ -80,7 +84,7 @@ func Run(ctx context.Context, cfg config.Config, opts Options, logger *slog.Logg
 		log.RecordError(ctx, e)
 		return e
 	}
-	agents, agentsAddr, err := startAgents(ctx, cfg, ca, log, logger)
+	agents, agentsAddr, err := startAgents(ctx, cfg, ca, opts.AgentRoutes, log, logger)
 	if err != nil {
 		log.RecordError(ctx, err)
 		return err
