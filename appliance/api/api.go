@@ -16,6 +16,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/holdfast/holdfast/appliance/activity"
 	"github.com/holdfast/holdfast/appliance/catalog"
 	"github.com/holdfast/holdfast/appliance/messages"
 	"github.com/holdfast/holdfast/appliance/pluginhost"
@@ -38,6 +39,7 @@ type ActivityReader interface {
 
 // Recorder writes the activity log.
 type Recorder interface {
+	activity.Recorder
 	RecordError(ctx context.Context, err error)
 }
 
@@ -49,6 +51,9 @@ type Server struct {
 	Activity    ActivityReader
 	Recorder    Recorder
 	Logger      *slog.Logger
+	// Agents backs the enrollment administration routes; nil leaves them
+	// out.
+	Agents *AgentAdmin
 
 	tokenHash [sha256.Size]byte
 	denied    deniedLimiter
@@ -72,6 +77,9 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("GET /api/v1/scenarios/{name}/difference", s.differenceReport)
 	mux.HandleFunc("GET /api/v1/plugins", s.listPlugins)
 	mux.HandleFunc("GET /api/v1/log", s.listLog)
+	if s.Agents != nil {
+		s.agentRoutes(mux)
+	}
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, notFound(r), http.StatusNotFound)
 	})
@@ -178,6 +186,12 @@ func statusOf(err error) int {
 	case messages.NotAuthorized:
 		return http.StatusUnauthorized
 	case messages.ScenarioNotRunning, messages.ScenarioAlreadyRunning:
+		return http.StatusConflict
+	case messages.AgentUnknown:
+		return http.StatusNotFound
+	case messages.AgentTokenRefused:
+		return http.StatusBadRequest
+	case messages.AgentsDisabled:
 		return http.StatusConflict
 	}
 	return http.StatusInternalServerError

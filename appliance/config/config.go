@@ -48,6 +48,10 @@ type Config struct {
 	API      struct {
 		Listen string `toml:"listen"`
 	} `toml:"api"`
+	Agents struct {
+		Listen    string `toml:"listen"`
+		Advertise string `toml:"advertise"`
+	} `toml:"agents"`
 	Plugins struct {
 		Dirs              []string `toml:"dirs"`
 		CallTimeout       Duration `toml:"call_timeout"`
@@ -178,6 +182,9 @@ func (c *Config) Validate() error {
 	if ip := net.ParseIP(host); host != "localhost" && ip == nil {
 		return fmt.Errorf("api.listen %q: HOST must be an IP address or localhost", c.API.Listen)
 	}
+	if err := c.validateAgents(); err != nil {
+		return err
+	}
 	for name, d := range map[string]Duration{
 		"plugins.call_timeout":        c.Plugins.CallTimeout,
 		"plugins.verify_timeout":      c.Plugins.VerifyTimeout,
@@ -205,6 +212,25 @@ func (c *Config) Validate() error {
 	case "debug", "info", "warn", "error":
 	default:
 		return fmt.Errorf("log.level %q: use debug, info, warn or error", c.Log.Level)
+	}
+	return nil
+}
+
+func (c *Config) validateAgents() error {
+	if c.Agents.Listen != "" {
+		host, _, err := net.SplitHostPort(c.Agents.Listen)
+		if err != nil {
+			return fmt.Errorf("agents.listen %q: want HOST:PORT, e.g. 0.0.0.0:7421, or \"\" to disable", c.Agents.Listen)
+		}
+		if host != "" && host != "localhost" && net.ParseIP(host) == nil {
+			return fmt.Errorf("agents.listen %q: HOST must be an IP address or localhost", c.Agents.Listen)
+		}
+	}
+	if c.Agents.Advertise != "" {
+		host, port, err := net.SplitHostPort(c.Agents.Advertise)
+		if err != nil || host == "" || port == "" || port == "0" {
+			return fmt.Errorf("agents.advertise %q: want the HOST:PORT agents dial, e.g. backup1.example.com:7421", c.Agents.Advertise)
+		}
 	}
 	return nil
 }

@@ -17,6 +17,9 @@ func TestLoadDefault(t *testing.T) {
 	if c.API.Listen != "127.0.0.1:7420" {
 		t.Errorf("default listen = %q, want loopback", c.API.Listen)
 	}
+	if c.Agents.Listen != "127.0.0.1:7421" {
+		t.Errorf("default agents.listen = %q, want loopback", c.Agents.Listen)
+	}
 	if time.Duration(c.Plugins.CallTimeout) != 30*time.Second {
 		t.Errorf("call_timeout = %v", time.Duration(c.Plugins.CallTimeout))
 	}
@@ -52,6 +55,19 @@ func TestLoadFile(t *testing.T) {
 		}},
 		{name: "bad size", text: "[replication]\nspool_max = \"lots\"\n", wantErr: "not a size"},
 		{name: "tiny spool", text: "[replication]\nspool_max = \"1KiB\"\n", wantErr: "at least 1MiB"},
+		{name: "agents disabled", text: "[agents]\nlisten = \"\"\n", check: func(t *testing.T, c Config) {
+			if c.Agents.Listen != "" {
+				t.Errorf("agents.listen = %q", c.Agents.Listen)
+			}
+		}},
+		{name: "agents on all addresses", text: "[agents]\nlisten = \":7421\"\nadvertise = \"backup1.example:7421\"\n", check: func(t *testing.T, c Config) {
+			if c.Agents.Listen != ":7421" || c.Agents.Advertise != "backup1.example:7421" {
+				t.Errorf("agents = %+v", c.Agents)
+			}
+		}},
+		{name: "bad agents listen", text: "[agents]\nlisten = \"7421\"\n", wantErr: "agents.listen"},
+		{name: "agents listen on a name", text: "[agents]\nlisten = \"example:7421\"\n", wantErr: "agents.listen"},
+		{name: "advertise without port", text: "[agents]\nadvertise = \"backup1\"\n", wantErr: "agents.advertise"},
 		{name: "bad capture", text: "[replication]\ncapture = \"poll\"\n", wantErr: "replication.capture"},
 	}
 	for _, tt := range tests {

@@ -1,5 +1,6 @@
 // Package daemon wires holdfastd together: data directory, catalog, activity
-// log, plugin host and API, started in order and stopped in reverse.
+// log, appliance CA and agent listener, plugin host and API, started in
+// order and stopped in reverse.
 package daemon
 
 import (
@@ -19,6 +20,7 @@ import (
 	"github.com/holdfast/holdfast/appliance/catalog"
 	"github.com/holdfast/holdfast/appliance/config"
 	"github.com/holdfast/holdfast/appliance/messages"
+	"github.com/holdfast/holdfast/appliance/pki"
 	"github.com/holdfast/holdfast/appliance/pluginhost"
 	"github.com/holdfast/holdfast/appliance/runner"
 	"github.com/holdfast/holdfast/appliance/scenarios"
@@ -36,6 +38,10 @@ type Options struct {
 	BundledPlugins string
 	// Ready, if set, receives the API address once the daemon serves.
 	Ready func(addr string)
+	// AgentRoutes, if set, registers routes for enrolled agents on the
+	// agent listener (with (*api.AgentListener).HandleAgent) before it
+	// serves.
+	AgentRoutes func(*api.AgentListener)
 }
 
 // Run starts holdfastd and serves until ctx is cancelled, then shuts down
@@ -71,6 +77,28 @@ func Run(ctx context.Context, cfg config.Config, opts Options, logger *slog.Logg
 		log.Record(ctx, messages.AdminTokenCreated, filepath.Join(cfg.DataDir, TokenFile))
 	}
 
+	caDir := filepath.Join(cfg.DataDir, CADir)
+	ca, err := pki.OpenCA(caDir)
+	if err != nil {
+		e := messages.New(messages.CAUnusable, caDir, err)
+		log.RecordError(ctx, e)
+		return e
+	}
+	agents, agentsAddr, err := startAgents(ctx, cfg, ca, opts.AgentRoutes, log, logger)
+	if err != nil {
+		log.RecordError(ctx, err)
+		return err
+	}
+	var serverName string
+	if agents != nil {
+		serverName, _ = pki.NormalizeHost(cfg.HostName)
+	}
+	defer func() {
+		shutCtx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		agents.shutdown(shutCtx, cfg.DataDir, logger)
+	}()
+
 	plugins := pluginhost.New(pluginhost.Config{
 		Dirs:          cfg.PluginDirs(opts.BundledPlugins),
 		CallTimeout:   time.Duration(cfg.Plugins.CallTimeout),
@@ -103,6 +131,10 @@ func Run(ctx context.Context, cfg config.Config, opts Options, logger *slog.Logg
 	srv.Activity = cat
 	srv.Recorder = log
 	srv.Logger = logger
+	srv.Agents = &api.AgentAdmin{CA: ca, Address: agentsAddr, ServerName: serverName}
+	if agents != nil {
+		srv.Agents.Listener = agents.routes
+	}
 
 	ln, err := net.Listen("tcp", cfg.API.Listen)
 	if err != nil {
@@ -127,12 +159,21 @@ func Run(ctx context.Context, cfg config.Config, opts Options, logger *slog.Logg
 		opts.Ready(addr)
 	}
 
+	var agentsErr chan error // nil, so never ready, when the listener is off
+	if agents != nil {
+		agentsErr = agents.errc
+	}
 	select {
 	case <-ctx.Done():
 	case err := <-serveErr:
 		if !errors.Is(err, http.ErrServerClosed) {
 			log.RecordError(context.Background(), messages.New(messages.InternalError, fmt.Errorf("API server: %w", err)))
 			return fmt.Errorf("API server: %w", err)
+		}
+	case err := <-agentsErr:
+		if !errors.Is(err, http.ErrServerClosed) {
+			log.RecordError(context.Background(), messages.New(messages.InternalError, fmt.Errorf("agent listener: %w", err)))
+			return fmt.Errorf("agent listener: %w", err)
 		}
 	}
 	shutCtx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
@@ -141,6 +182,8 @@ func Run(ctx context.Context, cfg config.Config, opts Options, logger *slog.Logg
 		logger.Warn("API shutdown cut short", "err", err)
 	}
 	os.Remove(filepath.Join(cfg.DataDir, AddrFile))
+	agents.shutdown(shutCtx, cfg.DataDir, logger)
+	agents = nil // the deferred shutdown is for early returns
 	if err := runs.Close(); err != nil {
 		logger.Error("stop replication", "err", err)
 	}

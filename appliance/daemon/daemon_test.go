@@ -30,6 +30,9 @@ import (
 // all tests of this package.
 var pluginsDir string
 
+// agentBin is holdfast-agent, built once.
+var agentBin string
+
 func TestMain(m *testing.M) {
 	dir, err := os.MkdirTemp("", "holdfast-daemon-test")
 	if err != nil {
@@ -50,6 +53,12 @@ func TestMain(m *testing.M) {
 			fmt.Fprintln(os.Stderr, "seal plugin:", err)
 			return 1
 		}
+		agentBin = filepath.Join(dir, "holdfast-agent")
+		build = exec.Command("go", "build", "-o", agentBin, "github.com/holdfast/holdfast/agent/cmd/holdfast-agent")
+		if out, err := build.CombinedOutput(); err != nil {
+			fmt.Fprintf(os.Stderr, "build holdfast-agent: %v\n%s", err, out)
+			return 1
+		}
 		return m.Run()
 	}()
 	os.Exit(code)
@@ -58,6 +67,7 @@ func TestMain(m *testing.M) {
 type testDaemon struct {
 	data   string
 	addr   string
+	agents string // the agent listener's bound address
 	token  string
 	cancel context.CancelFunc
 	done   chan error
@@ -66,6 +76,15 @@ type testDaemon struct {
 // startDaemon runs holdfastd in-process on a fresh data directory (or the
 // given one) with the given plugin folders.
 func startDaemon(t *testing.T, data string, plugins ...string) *testDaemon {
+	t.Helper()
+	return startDaemonWith(t, data, Options{}, plugins...)
+}
+
+// testHostName is the appliance's name in daemon tests, so that its
+// certificate does not depend on the machine's hostname.
+const testHostName = "appliance.test"
+
+func startDaemonWith(t *testing.T, data string, opts Options, plugins ...string) *testDaemon {
 	t.Helper()
 	if data == "" {
 		data = t.TempDir()
@@ -76,6 +95,8 @@ func startDaemon(t *testing.T, data string, plugins ...string) *testDaemon {
 		t.Fatal(err)
 	}
 	cfg.API.Listen = "127.0.0.1:0"
+	cfg.Agents.Listen = "127.0.0.1:0"
+	cfg.HostName = testHostName
 	cfg.Plugins.Dirs = plugins
 	cfg.Plugins.CallTimeout = config.Duration(20 * time.Second)
 	cfg.Plugins.RestartBackoffMin = config.Duration(100 * time.Millisecond)
@@ -84,7 +105,8 @@ func startDaemon(t *testing.T, data string, plugins ...string) *testDaemon {
 	ready := make(chan string, 1)
 	d := &testDaemon{data: data, cancel: cancel, done: make(chan error, 1)}
 	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
-	go func() { d.done <- Run(ctx, cfg, Options{Ready: func(a string) { ready <- a }}, logger) }()
+	opts.Ready = func(a string) { ready <- a }
+	go func() { d.done <- Run(ctx, cfg, opts, logger) }()
 	select {
 	case d.addr = <-ready:
 	case err := <-d.done:
@@ -97,6 +119,11 @@ func startDaemon(t *testing.T, data string, plugins ...string) *testDaemon {
 		t.Fatal(err)
 	}
 	d.token = strings.TrimSpace(string(tok))
+	ag, err := os.ReadFile(filepath.Join(data, AgentsAddrFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	d.agents = strings.TrimSpace(string(ag))
 	t.Cleanup(func() { d.stop(t) })
 	return d
 }
@@ -419,6 +446,8 @@ func TestExposedTokenRefused(t *testing.T) {
 		t.Fatal(err)
 	}
 	cfg.API.Listen = "127.0.0.1:0"
+	cfg.Agents.Listen = "127.0.0.1:0"
+	cfg.HostName = testHostName
 	err = Run(context.Background(), cfg, Options{}, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	if err == nil || !strings.Contains(err.Error(), "HF-E1021") || !strings.Contains(err.Error(), "chmod 600") {
 		t.Errorf("err = %v, want HF-E1021 telling to chmod 600", err)

@@ -82,6 +82,24 @@ const (
 	// 6xxx: restore.
 	RestoreSessionLocation Code = "HF-E6001" // legacy E3371
 	RestoreCannotStop      Code = "HF-E6010" // legacy AE0464
+
+	// 8xxx: appliance (agent enrollment and the agent listener).
+	AgentListening      Code = "HF-I8001"
+	AgentTokenCreated   Code = "HF-I8002"
+	AgentEnrolled       Code = "HF-I8003"
+	AgentRevoked        Code = "HF-I8004"
+	ApplianceCertIssued Code = "HF-I8005"
+	EnrollTokenUnknown  Code = "HF-E8010"
+	EnrollTokenUsed     Code = "HF-E8011"
+	EnrollTokenExpired  Code = "HF-E8012"
+	EnrollHostMismatch  Code = "HF-E8013"
+	EnrollBadRequest    Code = "HF-E8014"
+	EnrollRateLimited   Code = "HF-W8015"
+	AgentNotAuthorized  Code = "HF-E8016"
+	AgentUnknown        Code = "HF-E8017"
+	AgentsDisabled      Code = "HF-E8018"
+	CAUnusable          Code = "HF-E8019"
+	AgentTokenRefused   Code = "HF-E8020"
 )
 
 func init() {
@@ -267,5 +285,44 @@ func init() {
 		Message{RestoreCannotStop, sev, "restore", "scenario %s (id %d) could not be stopped before the restore",
 			"Restoring to the replica needs the scenario stopped, so the master does not overwrite what is restored.",
 			"Stop the scenario by hand and retry, or set the option to continue the restore even when the scenario cannot be stopped.", "AE0464"},
+
+		Message{AgentListening, catalog.Info, "agents", "agent listener on %s (TLS 1.3; appliance certificate for %s; CA fingerprint %s)", "", "", ""},
+		Message{AgentTokenCreated, catalog.Info, "agents", "enrollment token %s created for host %s, valid until %s", "", "", ""},
+		Message{AgentEnrolled, catalog.Info, "agents", "host %s enrolled from %s with token %s (certificate serial %s, valid until %s)", "", "", ""},
+		Message{AgentRevoked, catalog.Info, "agents", "host %s revoked: its certificates are refused from now on and its unused tokens discarded", "", "", ""},
+		Message{ApplianceCertIssued, catalog.Info, "agents", "appliance certificate for %s issued (%s), valid until %s", "", "", ""},
+		Message{EnrollTokenUnknown, sev, "agents", "enrollment from %s refused: token %s is unknown",
+			"The token was mistyped, belongs to another appliance, or was discarded when its host was revoked.",
+			"Create a new token with 'holdfast agent token HOST' and run the command it prints on the agent host.", ""},
+		Message{EnrollTokenUsed, sev, "agents", "enrollment from %s refused: token %s was already used: %v",
+			"Each token enrolls once. If the agent did not use it, someone else did.",
+			"If the host did not enroll itself, revoke it ('holdfast agent revoke HOST'); then create a new token and enroll again.", ""},
+		Message{EnrollTokenExpired, sev, "agents", "enrollment from %s refused: token %s expired: %v",
+			"The token was not used within its lifetime.",
+			"Create a new token ('holdfast agent token HOST --ttl 1h') and enroll within its lifetime.", ""},
+		Message{EnrollHostMismatch, sev, "agents", "enrollment from %s refused: token %s is for another host: %v",
+			"The agent asked for a certificate for a host name other than the one the token was created for.",
+			"Run holdfast-agent enroll with --host set to the name the token was created for, or create a token for the agent's name.", ""},
+		Message{EnrollBadRequest, sev, "agents", "enrollment from %s refused: %s",
+			"The request is not a valid enrollment request (malformed body or certificate signing request).",
+			"Use a holdfast-agent of the same release as the appliance.", ""},
+		Message{EnrollRateLimited, catalog.Warning, "agents", "enrollment attempts from %s are arriving too fast; refused for now",
+			"More enrollment attempts came from this address than the limit allows; tokens must not be guessable by trying many.",
+			"Wait a minute before trying again; if you did not make these attempts, find out who is probing the agent listener.", ""},
+		Message{AgentNotAuthorized, sev, "agents", "agent request from %s not authorized: %s",
+			"Routes of the agent listener other than enrollment need an enrolled agent's client certificate.",
+			"Enroll the agent ('holdfast agent token HOST' on the appliance, then holdfast-agent enroll on the host).", ""},
+		Message{AgentUnknown, sev, "agents", "no enrolled agent or pending token for host %s",
+			"The host name is misspelt, or the host never enrolled.",
+			"List the agents with 'holdfast agent list'.", ""},
+		Message{AgentsDisabled, sev, "agents", "the agent listener is disabled (agents.listen is empty)",
+			"Agents cannot reach the appliance, so a token could not be used.",
+			"Set agents.listen in the configuration (e.g. \"0.0.0.0:7421\") and restart holdfastd.", ""},
+		Message{CAUnusable, sev, "agents", "the appliance CA in %s cannot be used: %v",
+			"A CA file is missing, damaged or readable by others.",
+			"Follow the instruction in the message; restore the pki directory from backup if files are lost (losing ca.key means re-enrolling every agent).", ""},
+		Message{AgentTokenRefused, sev, "agents", "no enrollment token created: %s",
+			"The host name or the lifetime is not acceptable.",
+			"Give a plain host name or IP address and a lifetime up to 168h (--ttl).", ""},
 	)
 }

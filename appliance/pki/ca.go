@@ -53,6 +53,9 @@ var (
 	ErrHostMismatch = errors.New("CSR host name does not match the enrollment token")
 	// ErrHostUnknown: Revoke found neither certificates nor tokens for a host.
 	ErrHostUnknown = errors.New("no certificates or tokens for host")
+	// ErrBadCSR: the CSR does not parse, its signature is wrong or its key
+	// type is not accepted. Such a request does not consume the token.
+	ErrBadCSR = errors.New("invalid certificate signing request")
 )
 
 // CA is the appliance's certificate authority. It is safe for concurrent use
@@ -311,13 +314,13 @@ func (ca *CA) NewEnrollmentToken(host string, ttl time.Duration) (string, error)
 func (ca *CA) Enroll(token string, csrDER []byte) (certDER, caDER []byte, err error) {
 	csr, err := x509.ParseCertificateRequest(csrDER)
 	if err != nil {
-		return nil, nil, fmt.Errorf("enroll: parse CSR: %w", err)
+		return nil, nil, fmt.Errorf("enroll: parse CSR: %w: %w", ErrBadCSR, err)
 	}
 	if err := csr.CheckSignature(); err != nil {
-		return nil, nil, fmt.Errorf("enroll: CSR signature: %w", err)
+		return nil, nil, fmt.Errorf("enroll: CSR signature: %w: %w", ErrBadCSR, err)
 	}
 	if err := checkPublicKey(csr.PublicKey); err != nil {
-		return nil, nil, fmt.Errorf("enroll: CSR key: %w", err)
+		return nil, nil, fmt.Errorf("enroll: CSR key: %w: %w", ErrBadCSR, err)
 	}
 	hash := sha256.Sum256([]byte(token))
 
@@ -348,36 +351,12 @@ func (ca *CA) Enroll(token string, csrDER []byte) (certDER, caDER []byte, err er
 		return nil, nil, fmt.Errorf("enroll host %s: %w", rec.host, err)
 	}
 
-	serial, err := randomSerial()
-	if err != nil {
-		return nil, nil, fmt.Errorf("enroll host %s: %w", rec.host, err)
-	}
-	notAfter := now.Add(leafValidity)
-	if notAfter.After(ca.cert.NotAfter) {
-		notAfter = ca.cert.NotAfter // a leaf must not outlive its issuer
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber: serial,
-		Subject:      pkix.Name{CommonName: rec.host},
-		NotBefore:    now.Add(-clockSkew),
-		NotAfter:     notAfter,
-		KeyUsage:     x509.KeyUsageDigitalSignature,
-		// Both: an agent dials the appliance (client) and may also accept
-		// connections, e.g. a replica receiving from its master (server).
-		ExtKeyUsage:           []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth, x509.ExtKeyUsageServerAuth},
-		BasicConstraintsValid: true,
-	}
-	if ip := net.ParseIP(rec.host); ip != nil {
-		tmpl.IPAddresses = []net.IP{ip}
-	} else {
-		tmpl.DNSNames = []string{rec.host}
-	}
 	// Only the host and public key come from the CSR; its requested
 	// extensions are ignored, so an agent cannot ask for CA rights or extra
 	// names.
-	certDER, err = x509.CreateCertificate(rand.Reader, tmpl, ca.cert, csr.PublicKey, ca.key)
+	certDER, serial, notAfter, err := ca.signLeaf(csr.PublicKey, rec.host, now)
 	if err != nil {
-		return nil, nil, fmt.Errorf("enroll host %s: sign certificate: %w", rec.host, err)
+		return nil, nil, fmt.Errorf("enroll host %s: %w", rec.host, err)
 	}
 
 	next := ca.state.clone()
@@ -391,6 +370,40 @@ func (ca *CA) Enroll(token string, csrDER []byte) (certDER, caDER []byte, err er
 		return nil, nil, fmt.Errorf("enroll host %s: %w", rec.host, err)
 	}
 	return certDER, ca.cert.Raw, nil
+}
+
+// signLeaf issues a certificate for host and pub, valid from now (less the
+// clock skew allowance) for leafValidity, capped by the CA's own expiry.
+func (ca *CA) signLeaf(pub any, host string, now time.Time) (der []byte, serial *big.Int, notAfter time.Time, err error) {
+	serial, err = randomSerial()
+	if err != nil {
+		return nil, nil, time.Time{}, err
+	}
+	notAfter = now.Add(leafValidity)
+	if notAfter.After(ca.cert.NotAfter) {
+		notAfter = ca.cert.NotAfter // a leaf must not outlive its issuer
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: serial,
+		Subject:      pkix.Name{CommonName: host},
+		NotBefore:    now.Add(-clockSkew),
+		NotAfter:     notAfter,
+		KeyUsage:     x509.KeyUsageDigitalSignature,
+		// Both: an agent dials the appliance (client) and may also accept
+		// connections, e.g. a replica receiving from its master (server).
+		ExtKeyUsage:           []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth, x509.ExtKeyUsageServerAuth},
+		BasicConstraintsValid: true,
+	}
+	if ip := net.ParseIP(host); ip != nil {
+		tmpl.IPAddresses = []net.IP{ip}
+	} else {
+		tmpl.DNSNames = []string{host}
+	}
+	der, err = x509.CreateCertificate(rand.Reader, tmpl, ca.cert, pub, ca.key)
+	if err != nil {
+		return nil, nil, time.Time{}, fmt.Errorf("sign certificate: %w", err)
+	}
+	return der, serial, notAfter, nil
 }
 
 // csrMatchesHost requires the CSR to name host and nothing else.

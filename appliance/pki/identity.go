@@ -142,3 +142,15 @@ func checkIdentity(keyPEM, certDER, caDER []byte, now time.Time) (tls.Certificat
 	}
 	return tls.Certificate{Certificate: [][]byte{certDER}, PrivateKey: key, Leaf: leaf}, pool, nil
 }
+
+// HasIdentity reports whether dir already holds (part of) an identity, so
+// that enrolling again does not silently replace a working one.
+func HasIdentity(dir string) (bool, error) {
+	for _, name := range []string{identityKeyFile, identityCertFile} {
+		ok, err := fileExists(filepath.Join(dir, name))
+		if err != nil || ok {
+			return ok, err
+		}
+	}
+	return false, nil
+}

@@ -37,7 +37,7 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	pf.StringVar(&a.conn.TokenFile, "token-file", "", "file holding the administrator token (default $HOLDFAST_TOKEN, else DATA/admin.token)")
 	pf.BoolVar(&a.asJSON, "json", false, "print JSON instead of tables")
 	root.CompletionOptions.DisableDefaultCmd = true
-	root.AddCommand(a.scenarioCmd(), a.reportCmd(), a.pluginsCmd(), a.logCmd(), a.messagesCmd())
+	root.AddCommand(a.scenarioCmd(), a.reportCmd(), a.pluginsCmd(), a.logCmd(), a.messagesCmd(), a.agentCmd())
 	root.SetArgs(args)
 	root.SetOut(stdout)
 	root.SetErr(stderr)
@@ -60,11 +60,15 @@ func (a *app) show(ctx context.Context, method, path string, body, out any, tabl
 		return err
 	}
 	if a.asJSON {
-		enc := json.NewEncoder(a.out)
-		enc.SetIndent("", "  ")
-		return enc.Encode(out)
+		return printJSON(a.out, out)
 	}
 	w := tabwriter.NewWriter(a.out, 0, 4, 2, ' ', 0)
 	table(w)
 	return w.Flush()
+}
+
+func printJSON(w io.Writer, v any) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
 }

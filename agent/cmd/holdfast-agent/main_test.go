@@ -1,0 +1,32 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"strings"
+	"testing"
+)
+
+func TestDispatch(t *testing.T) {
+	tests := []struct {
+		args     []string
+		code     int
+		inStderr string
+	}{
+		{nil, 2, "enroll"},
+		{[]string{"help"}, 0, "enroll"},
+		{[]string{"frobnicate"}, 2, `unknown command "frobnicate"`},
+		{[]string{"enroll", "-h"}, 0, "--appliance"},
+		{[]string{"enroll", "extra"}, 2, "unexpected argument"},
+		{[]string{"enroll", "--host", "web1", "--appliance", "127.0.0.1:1", "--fingerprint", "12"}, 1, "--fingerprint"},
+	}
+	for _, tt := range tests {
+		t.Run(strings.Join(tt.args, " "), func(t *testing.T) {
+			var out, errOut bytes.Buffer
+			code := dispatch(context.Background(), tt.args, &out, &errOut)
+			if code != tt.code || !strings.Contains(errOut.String(), tt.inStderr) {
+				t.Errorf("exit %d, stderr %q; want %d and %q", code, errOut.String(), tt.code, tt.inStderr)
+			}
+		})
+	}
+}
