@@ -6,13 +6,16 @@ import (
 
 // A frame's payload is one fragment of a message: a magic byte, the
 // fragment format version, a flags byte, then a piece of the message. The
-// flag "more" says the message goes on in the next frame of the stream;
-// frames arrive in order, so no offsets are needed.
+// flag "first" starts a message, "more" says it goes on in the next frame
+// of the stream; frames arrive in order, so no offsets are needed. A
+// message begun and never finished (its stream broke) is dropped by the
+// next "first".
 const (
 	fragMagic   = 0xD8
 	fragVersion = 1
 	fragHeader  = 3
 	flagMore    = 1
+	flagFirst   = 2
 
 	// FragmentData is the most message bytes one frame carries.
 	FragmentData = sdk.MaxFramePayload - fragHeader
@@ -25,8 +28,11 @@ func Split(msg []byte) [][]byte {
 	for first := true; first || len(msg) > 0; first = false {
 		n := min(len(msg), FragmentData)
 		flags := byte(0)
+		if first {
+			flags |= flagFirst
+		}
 		if n < len(msg) {
-			flags = flagMore
+			flags |= flagMore
 		}
 		p := make([]byte, 0, fragHeader+n)
 		p = append(p, fragMagic, fragVersion, flags)
@@ -58,9 +64,14 @@ func (a *Assembler) Add(payload []byte) (msg []byte, done bool, err error) {
 		a.buf = nil
 		return nil, false, invalid("fragment header %#x %d; this build reads %#x %d", payload[0], payload[1], fragMagic, fragVersion)
 	}
-	if payload[2]&^flagMore != 0 {
+	if payload[2]&^(flagMore|flagFirst) != 0 {
 		a.buf = nil
 		return nil, false, invalid("fragment flags %#x", payload[2])
+	}
+	if payload[2]&flagFirst != 0 {
+		a.buf = nil // a message its sender abandoned
+	} else if a.buf == nil {
+		return nil, false, invalid("fragment continues a message never begun")
 	}
 	data := payload[fragHeader:]
 	if len(a.buf)+len(data) > MaxMessage {
