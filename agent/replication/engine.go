@@ -31,6 +31,7 @@ import (
 	"github.com/holdfast/holdfast/agent/apply"
 	"github.com/holdfast/holdfast/agent/capture"
 	"github.com/holdfast/holdfast/agent/spool"
+	"github.com/holdfast/holdfast/plugins/sdk"
 )
 
 // Phase is where an engine stands.
@@ -42,6 +43,10 @@ const (
 	PhaseReplicating   Phase = "replicating"
 	PhaseSuspended     Phase = "suspended"
 	PhaseProblem       Phase = "problem"
+	// PhaseNotAuthorized: the replica host refused this master (or the
+	// transport refused the peer's certificate). Retrying goes on, but
+	// only an operator enrolling the host again ends it.
+	PhaseNotAuthorized Phase = "not authorized"
 	PhaseStopped       Phase = "stopped"
 )
 
@@ -60,6 +65,7 @@ const (
 	NoticeError                                 // anything else; Err
 	NoticeRecovered                             // a problem cleared
 	NoticeSpoolRecovered                        // Open repaired a torn spool tail
+	NoticeNotAuthorized                         // the replica host refused this master; Err
 )
 
 // Notice is something the operator should read in the activity log.
@@ -319,18 +325,20 @@ func (e *Engine) sleep(ctx context.Context, d time.Duration) bool {
 }
 
 // trouble records a replica or capture failure: the scenario shows Problem
-// until the next success.
+// (or Not Authorized) until the next success.
 func (e *Engine) trouble(err error) {
-	kind := NoticeError
+	kind, phase := NoticeError, PhaseProblem
 	switch {
+	case errors.Is(err, sdk.ErrNotAuthorized):
+		kind, phase = NoticeNotAuthorized, PhaseNotAuthorized
 	case errors.Is(err, apply.ErrNoSpace):
 		kind = NoticeNoSpace
 	case errors.Is(err, apply.ErrEscape):
 		kind = NoticeEscape
 	}
 	e.mu.Lock()
-	already := e.phase == PhaseProblem && e.problem == err.Error()
-	e.phase, e.problem = PhaseProblem, err.Error()
+	already := e.phase == phase && e.problem == err.Error()
+	e.phase, e.problem = phase, err.Error()
 	e.counters.Errors++
 	e.mu.Unlock()
 	if !already {
@@ -340,7 +348,7 @@ func (e *Engine) trouble(err error) {
 
 func (e *Engine) recovered() {
 	e.mu.Lock()
-	was := e.phase == PhaseProblem
+	was := e.phase == PhaseProblem || e.phase == PhaseNotAuthorized
 	if was {
 		e.phase, e.problem = PhaseReplicating, ""
 		if e.suspended {

@@ -9,10 +9,12 @@ import (
 	"github.com/holdfast/holdfast/agent/apply"
 	"github.com/holdfast/holdfast/agent/blocksync"
 	"github.com/holdfast/holdfast/agent/change"
+	"github.com/holdfast/holdfast/agent/treesync"
 )
 
 // Replica is the receiving end of one replicated root. LocalReplica is the
-// replica on this host; a transport plugin's client will be the other.
+// replica on this host; agent/remote's Client is a replica on another host,
+// reached through a transport plugin.
 type Replica interface {
 	// ApplyBatch applies the changes in order and returns once they are
 	// durable on the replica. Changes with Seq <= LastApplied are skipped.
@@ -22,8 +24,10 @@ type Replica interface {
 	// Signature returns the block signature of the replica's copy of path,
 	// for block-level synchronization.
 	Signature(path string) (blocksync.Signature, error)
-	// Dir is where the replica tree lives, for scans of a local replica.
-	Dir() string
+	// Scan describes the replica tree as treesync.Scan does, for the
+	// comparison a synchronization starts with. The problems' Err may have
+	// lost its type on the way (a remote replica sends their text).
+	Scan() ([]treesync.Entry, []*treesync.ScanError, error)
 	Close() error
 }
 
@@ -69,8 +73,12 @@ func (r *LocalReplica) ApplyBatch(cs []change.Change) error {
 }
 
 func (r *LocalReplica) LastApplied() uint64 { return r.ap.LastApplied() }
-func (r *LocalReplica) Dir() string         { return r.dir }
 func (r *LocalReplica) Close() error        { return r.ap.Close() }
+
+// Scan scans the replica directory.
+func (r *LocalReplica) Scan() ([]treesync.Entry, []*treesync.ScanError, error) {
+	return treesync.Scan(r.dir, treesync.ScanOptions{})
+}
 
 // Signature reads the replica's copy of path without following symlinks
 // out of the tree.

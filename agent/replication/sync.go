@@ -27,7 +27,7 @@ func (e *Engine) synchronize(ctx context.Context, rel string, emit func(change.C
 		return SyncStats{}, fmt.Errorf("scan master: %w", err)
 	}
 	e.reportProblems("master", problems)
-	replica, problems, err := treesync.Scan(e.cfg.Replica.Dir(), treesync.ScanOptions{})
+	replica, problems, err := e.cfg.Replica.Scan()
 	if err != nil {
 		return SyncStats{}, fmt.Errorf("scan replica: %w", err)
 	}
