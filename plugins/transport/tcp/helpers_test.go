@@ -108,7 +108,7 @@ type receivingHost struct {
 	done   chan struct{}
 }
 
-func startReceivingHost(t testing.TB, ctx context.Context, tr *Transport, session string) *receivingHost {
+func startReceivingHost(t testing.TB, ctx context.Context, tr sdk.Transport, session string) *receivingHost {
 	t.Helper()
 	fr, err := tr.Receive(ctx, session)
 	if err != nil {
@@ -165,7 +165,7 @@ func randomPayload(r *rand.Rand, max int) []byte {
 }
 
 // sendAll sends frames on a new stream and collects the acks until EOF.
-func sendAll(ctx context.Context, tr *Transport, peer, session string, frames []sdk.Frame) ([]sdk.Ack, error) {
+func sendAll(ctx context.Context, tr sdk.Transport, peer, session string, frames []sdk.Frame) ([]sdk.Ack, error) {
 	fs, err := tr.Send(ctx, peer, session)
 	if err != nil {
 		return nil, err

@@ -42,7 +42,7 @@ type inSession struct {
 	gen          uint64 // bumped for every new stream id
 	stream       streamID
 	retired      []streamID // replaced streams, refused if they come back
-	receivedNext uint64 // one more than the highest seq held for the stream
+	receivedNext uint64     // one more than the highest seq held for the stream
 	queue        []inFrame
 	queueBytes   int64
 	delivered    []inFrame // given to the host, not yet acked, in order

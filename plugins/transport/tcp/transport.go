@@ -18,15 +18,13 @@ import (
 	"sync"
 	"time"
 
+	"github.com/holdfast/holdfast/appliance/version"
 	"github.com/holdfast/holdfast/internal/atomicfile"
 	"github.com/holdfast/holdfast/plugins/sdk"
 )
 
 // Name is the transport's name, which its manifest's type must equal.
 const Name = "tcp"
-
-// Version is the plugin's own version.
-const Version = "1.0.0"
 
 // FeatureCompression is declared because payloads are compressed on the wire.
 const FeatureCompression = "compression"
@@ -56,7 +54,7 @@ func New(log *slog.Logger) *Transport {
 func (t *Transport) Describe(context.Context) (sdk.TransportInfo, error) {
 	return sdk.TransportInfo{
 		Name:     Name,
-		Version:  Version,
+		Version:  version.Version,
 		Features: []string{sdk.FeatureReplies, FeatureCompression},
 	}, nil
 }
