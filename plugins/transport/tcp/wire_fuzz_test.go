@@ -3,6 +3,7 @@ package tcp
 import (
 	"bufio"
 	"bytes"
+	"math/rand/v2"
 	"testing"
 
 	"github.com/holdfast/holdfast/plugins/sdk"
@@ -93,6 +94,17 @@ func TestCompressRoundTrip(t *testing.T) {
 		if err != nil || !bytes.Equal(got, p) {
 			t.Fatalf("round trip of %d bytes: %d bytes, %v", len(p), len(got), err)
 		}
+	}
+	random := make([]byte, sdk.MaxFramePayload)
+	for i := range random {
+		random[i] = byte(i*7919 ^ i>>3*131 ^ i>>11*17)
+	}
+	rand.New(rand.NewPCG(1, 1)).Shuffle(len(random), func(i, j int) { random[i], random[j] = random[j], random[i] })
+	if _, flags := compress(random, true); flags != 0 {
+		t.Fatal("incompressible payload sent compressed")
+	}
+	if data, flags := compress(bytes.Repeat([]byte("ab"), sdk.MaxFramePayload/2), true); flags != flagZstd || len(data) > 1<<12 {
+		t.Fatalf("compressible payload: flags %d, %d bytes", flags, len(data))
 	}
 	// More than a payload may hold is refused even when it is valid zstd.
 	big := encoder.EncodeAll(make([]byte, sdk.MaxFramePayload+1), nil)
