@@ -25,6 +25,8 @@ build: plugins
 plugins:
 	CGO_ENABLED=0 $(GO) build -ldflags '$(LDFLAGS)' -o $(PLUGINDIR)/fileserver/holdfast-fileserver ./plugins/scenario/fileserver/cmd/holdfast-fileserver
 	$(GO) run ./tools/cmd/holdfast plugins seal --kind scenario --type fileserver --version $(VERSION) $(PLUGINDIR)/fileserver/holdfast-fileserver
+	CGO_ENABLED=0 $(GO) build -ldflags '$(LDFLAGS)' -o $(PLUGINDIR)/tcp/holdfast-tcp ./plugins/transport/tcp/cmd/holdfast-tcp
+	$(GO) run ./tools/cmd/holdfast plugins seal --kind transport --type tcp --version $(VERSION) $(PLUGINDIR)/tcp/holdfast-tcp
 
 deps-test:
 	bash tools/install-deps.sh test
