@@ -128,6 +128,7 @@ var eventKinds = map[replication.NoticeKind]EventKind{
 	replication.NoticeError:           EventError,
 	replication.NoticeRecovered:       EventRecovered,
 	replication.NoticeSpoolRecovered:  EventSpoolRecovered,
+	replication.NoticeNotAuthorized:   EventNotAuthorized,
 }
 
 // EventFromNotice turns an engine's notice into an event of session.

@@ -94,7 +94,11 @@ func Dial(ctx context.Context, cfg Config) (*Client, error) {
 		log = slog.Default()
 	}
 	cctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
-	c := &Client{cfg: cfg, log: log.With("peer", cfg.Peer, "session", cfg.Session), ctx: cctx, cancel: cancel, nextSeq: 1}
+	c := &Client{cfg: cfg, log: log.With("peer", cfg.Peer, "session", cfg.Session), ctx: cctx, cancel: cancel,
+		// Frame numbers must keep increasing within a session even across
+		// restarts of this master (the receiving host checks it); the
+		// clock in nanoseconds gives a start no earlier run reached.
+		nextSeq: uint64(time.Now().UnixNano())}
 	c.mu.Lock()
 	err := c.connect(ctx)
 	c.mu.Unlock()

@@ -193,6 +193,7 @@ var noticeKinds = map[control.EventKind]replication.NoticeKind{
 	control.EventError:           replication.NoticeError,
 	control.EventRecovered:       replication.NoticeRecovered,
 	control.EventSpoolRecovered:  replication.NoticeSpoolRecovered,
+	control.EventNotAuthorized:   replication.NoticeNotAuthorized,
 }
 
 func (r *Runner) recordEvent(ctx context.Context, host string, e control.Event) {
@@ -202,9 +203,6 @@ func (r *Runner) recordEvent(ctx context.Context, host string, e control.Event) 
 		err = errors.New(e.Error)
 	}
 	switch e.Kind {
-	case control.EventNotAuthorized:
-		r.rec.Record(ctx, messages.ReplicationNotAuthorized, name, where, err)
-		return
 	case control.EventRoleFailed:
 		r.rec.Record(ctx, messages.ReplicaRoleFailed, name, host, err)
 		return

@@ -182,6 +182,8 @@ func (r *Runner) notifier(name, root, replicaDir string) func(replication.Notice
 			r.rec.Record(ctx, messages.ReplicaNoSpace, name, replicaDir, n.Err)
 		case replication.NoticeEscape:
 			r.rec.Record(ctx, messages.ReplicaPathRefused, name, n.Path, n.Err)
+		case replication.NoticeNotAuthorized:
+			r.rec.Record(ctx, messages.ReplicationNotAuthorized, name, replicaDir, n.Err)
 		case replication.NoticeRecovered:
 			r.rec.Record(ctx, messages.ReplicationRecovered, name)
 		case replication.NoticeSpoolRecovered:
@@ -313,7 +315,7 @@ func (r *Runner) status(sc catalog.Scenario) Status {
 		return st
 	}
 	rank := map[replication.Phase]int{replication.PhaseReplicating: 1, replication.PhaseSuspended: 2,
-		replication.PhaseStarting: 3, replication.PhaseSynchronizing: 3, replication.PhaseProblem: 4}
+		replication.PhaseStarting: 3, replication.PhaseSynchronizing: 3, replication.PhaseProblem: 4, replication.PhaseNotAuthorized: 5}
 	worst := replication.PhaseReplicating
 	if run.remote {
 		st.Pairs = r.remoteStatus(run)
@@ -333,6 +335,8 @@ func (r *Runner) status(sc catalog.Scenario) Status {
 		st.State = string(catalog.StateSynchronizing)
 	case replication.PhaseProblem:
 		st.State = string(catalog.StateProblem)
+	case replication.PhaseNotAuthorized:
+		st.State = string(catalog.StateNotAuthorized)
 	default:
 		st.State = string(worst)
 	}

@@ -61,9 +61,32 @@ const (
 	maxPathLen  = 4096
 )
 
+// Hosts says which host names a definition may use.
+type Hosts struct {
+	Local []string // names that mean this appliance
+	// Enrolled reports whether an agent with that name is enrolled (and
+	// not revoked); nil means none is.
+	Enrolled func(host string) bool
+}
+
+func (h Hosts) known(host string) bool {
+	for _, l := range h.Local {
+		if host == l {
+			return true
+		}
+	}
+	return h.Enrolled != nil && h.Enrolled(host)
+}
+
 // Normalize fills defaults and checks everything that can be checked without
 // asking a plugin or a host. localHosts are the names that mean this appliance.
 func (d *Definition) Normalize(localHosts []string) error {
+	return d.NormalizeFor(Hosts{Local: localHosts})
+}
+
+// NormalizeFor is Normalize for an appliance with enrolled agents.
+func (d *Definition) NormalizeFor(hosts Hosts) error {
+	localHosts := hosts.Local
 	d.Name = strings.TrimSpace(d.Name)
 	if err := checkName(d.Name); err != nil {
 		return err
@@ -72,7 +95,7 @@ func (d *Definition) Normalize(localHosts []string) error {
 	if d.Type == "" {
 		return fieldErr("type", "missing: name a scenario type, e.g. fileserver ('holdfast plugins list' shows the installed ones)")
 	}
-	if err := checkHost("master.host", d.Master.Host, localHosts); err != nil {
+	if err := checkHost("master.host", d.Master.Host, hosts); err != nil {
 		return err
 	}
 	if len(d.Master.Roots) == 0 {
@@ -105,8 +128,11 @@ func (d *Definition) Normalize(localHosts []string) error {
 	seen := map[string]bool{}
 	for i, r := range d.Replicas {
 		f := fmt.Sprintf("replicas[%d]", i)
-		if err := checkHost(f+".host", r.Host, localHosts); err != nil {
+		if err := checkHost(f+".host", r.Host, hosts); err != nil {
 			return err
+		}
+		if hostKey(d.Master.Host, localHosts) == "\x00local" && hostKey(r.Host, localHosts) != "\x00local" {
+			return fieldErr(f+".host", "%s is an agent and the master is the appliance itself; the appliance protects agents' data, so make the agent holding the data the master", r.Host)
 		}
 		if err := checkPath(f+".target", r.Target); err != nil {
 			return err
@@ -156,18 +182,14 @@ func checkName(n string) error {
 	return nil
 }
 
-func checkHost(field, h string, localHosts []string) error {
+func checkHost(field, h string, hosts Hosts) error {
 	if h == "" {
 		return fieldErr(field, "missing")
 	}
-	for _, l := range localHosts {
-		if h == l {
-			return nil
-		}
+	if hosts.known(h) {
+		return nil
 	}
-	// Remote hosts take part once their agents are enrolled with the
-	// appliance; until then only the appliance itself can be reached.
-	return fieldErr(field, "host %q is not enrolled; the hosts this appliance can use are %s", h, strings.Join(localHosts, ", "))
+	return fieldErr(field, "host %q is not enrolled: enroll its agent first ('holdfast agent token %s'), or use the appliance itself (%s)", h, h, strings.Join(hosts.Local, ", "))
 }
 
 func hostKey(h string, localHosts []string) string {

@@ -37,12 +37,24 @@ type Service struct {
 	handlers   Handlers
 	rec        Recorder
 	localHosts []string
+	// Enrolled, when set, says whether an agent of that name is enrolled:
+	// such hosts may be masters and replicas.
+	Enrolled func(host string) bool
 }
 
 // New returns a Service. localHosts are the host names that mean this
 // appliance (always including "localhost").
 func New(store Store, handlers Handlers, rec Recorder, localHosts []string) *Service {
 	return &Service{store: store, handlers: handlers, rec: rec, localHosts: localHosts}
+}
+
+func (s *Service) isLocal(host string) bool {
+	for _, l := range s.localHosts {
+		if host == l {
+			return true
+		}
+	}
+	return false
 }
 
 // Detail is a scenario with its entities.
@@ -63,7 +75,7 @@ func (s *Service) Create(ctx context.Context, def Definition) (Detail, error) {
 }
 
 func (s *Service) create(ctx context.Context, def Definition) (Detail, error) {
-	if err := def.Normalize(s.localHosts); err != nil {
+	if err := def.NormalizeFor(Hosts{Local: s.localHosts, Enrolled: s.Enrolled}); err != nil {
 		return Detail{}, messages.Wrap(err, messages.ScenarioInvalid, err.Error())
 	}
 	if !def.AssuredRecovery && !*def.Suspend {
@@ -79,12 +91,24 @@ func (s *Service) create(ctx context.Context, def Definition) (Detail, error) {
 		return Detail{}, err
 	}
 	rec := def.Record()
-	found, err := h.ListEntities(ctx, sdk.ScenarioConfig{Name: rec.Name, MasterHost: rec.MasterHost, Roots: rec.Roots})
-	if err != nil {
-		if messages.CodeOf(err) != "" {
-			return Detail{}, err
+	var found []sdk.Entity
+	if s.isLocal(rec.MasterHost) {
+		found, err = h.ListEntities(ctx, sdk.ScenarioConfig{Name: rec.Name, MasterHost: rec.MasterHost, Roots: rec.Roots})
+		if err != nil {
+			if messages.CodeOf(err) != "" {
+				return Detail{}, err
+			}
+			return Detail{}, messages.Wrap(err, messages.EntitiesUnavailable, def.Name, err)
 		}
-		return Detail{}, messages.Wrap(err, messages.EntitiesUnavailable, def.Name, err)
+	} else {
+		// The handler discovers entities where the data is; on an agent
+		// that discovery is not built yet, so each root is one entity
+		// and says so, rather than the appliance guessing from its own
+		// filesystem.
+		for _, root := range rec.Roots {
+			found = append(found, sdk.Entity{Name: root, Kind: "directory", Paths: []string{root},
+				Detail: map[string]string{"host": rec.MasterHost, "discovery": "roots as given; volume discovery on agents is not built yet"}})
+		}
 	}
 	entities := make([]catalog.Entity, len(found))
 	for i, e := range found {

@@ -1,0 +1,75 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"strings"
+	"time"
+
+	"github.com/holdfast/holdfast/agent/agentd"
+	"github.com/holdfast/holdfast/agent/capture"
+	"github.com/holdfast/holdfast/agent/remote"
+	"github.com/holdfast/holdfast/agent/roles"
+	"github.com/holdfast/holdfast/plugins/sdk"
+)
+
+// DefaultPluginDir is where packages install transport plugins.
+const DefaultPluginDir = "/usr/lib/holdfast/plugins"
+
+func init() {
+	commands["run"] = command{summary: "run the roles the appliance assigns to this host (master and replica)", run: runAgent}
+}
+
+func runAgent(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("holdfast-agent run", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var cfg agentd.Config
+	var plugins, backend, level string
+	fs.StringVar(&cfg.StateDir, "state", DefaultStateDir, "directory holdfast-agent enroll wrote")
+	fs.StringVar(&plugins, "plugins", DefaultPluginDir, "comma-separated directories holding the transport plugin")
+	fs.StringVar(&cfg.Transport, "transport", "tcp", "transport plugin to use")
+	fs.StringVar(&cfg.DataListen, "listen", "", "HOST:PORT where this host receives replication as a replica (empty: master only)")
+	fs.StringVar(&cfg.DataAdvertise, "advertise", "", "HOST:PORT masters dial to reach --listen, when it differs")
+	fs.DurationVar(&cfg.PollEvery, "poll", 2*time.Second, "how often to ask the appliance for roles and report")
+	fs.StringVar(&backend, "capture", "auto", "change capture: auto, fanotify or inotify")
+	fs.StringVar(&level, "log-level", "info", "debug, info, warn or error")
+	fs.Usage = func() {
+		fmt.Fprintln(stderr, "usage: holdfast-agent run [--state DIR] [--plugins DIRS] [--listen HOST:PORT] [--advertise HOST:PORT]")
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0
+		}
+		return 2
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(stderr, "holdfast-agent run: unexpected argument %q\n", fs.Arg(0))
+		return 2
+	}
+	var lv slog.Level
+	if err := lv.UnmarshalText([]byte(level)); err != nil {
+		fmt.Fprintf(stderr, "holdfast-agent run: --log-level %q: want debug, info, warn or error\n", level)
+		return 2
+	}
+	b, err := capture.ParseBackend(backend)
+	if err != nil {
+		fmt.Fprintf(stderr, "holdfast-agent run: --capture: %v\n", err)
+		return 2
+	}
+	cfg.Capture = b
+	cfg.PluginDirs = strings.Split(plugins, ",")
+	cfg.Logger = slog.New(slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: lv}))
+	cfg.Links = func(tr sdk.Transport, self string) roles.Links {
+		return remote.Links{Transport: tr, Logger: cfg.Logger}
+	}
+	if err := agentd.Run(ctx, cfg); err != nil {
+		fmt.Fprintf(stderr, "holdfast-agent run: %v\n", err)
+		return 1
+	}
+	return 0
+}
