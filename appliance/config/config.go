@@ -63,6 +63,11 @@ type Config struct {
 	Replication struct {
 		SpoolMax Size   `toml:"spool_max"`
 		Capture  string `toml:"capture"`
+		// Listen is where the appliance receives replication from master
+		// agents when it is their replica; "" receives nothing.
+		Listen    string `toml:"listen"`
+		Advertise string `toml:"advertise"`
+		Transport string `toml:"transport"`
 	} `toml:"replication"`
 	Log struct {
 		Level string `toml:"level"`
@@ -202,6 +207,17 @@ func (c *Config) Validate() error {
 	}
 	if c.Replication.SpoolMax < 1<<20 {
 		return fmt.Errorf("replication.spool_max must be at least 1MiB, got %d bytes", c.Replication.SpoolMax)
+	}
+	for _, k := range []struct{ key, v string }{{"replication.listen", c.Replication.Listen}, {"replication.advertise", c.Replication.Advertise}} {
+		if k.v == "" {
+			continue
+		}
+		if _, _, err := net.SplitHostPort(k.v); err != nil {
+			return fmt.Errorf("%s %q: want HOST:PORT: %v", k.key, k.v, err)
+		}
+	}
+	if c.Replication.Transport == "" {
+		return fmt.Errorf("replication.transport is empty: name the transport plugin, e.g. \"tcp\"")
 	}
 	switch c.Replication.Capture {
 	case "auto", "fanotify", "inotify":

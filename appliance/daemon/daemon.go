@@ -84,7 +84,26 @@ func Run(ctx context.Context, cfg config.Config, opts Options, logger *slog.Logg
 		log.RecordError(ctx, e)
 		return e
 	}
-	agents, agentsAddr, err := startAgents(ctx, cfg, ca, opts.AgentRoutes, log, logger)
+	backend, err := capture.ParseBackend(cfg.Replication.Capture)
+	if err != nil {
+		return messages.New(messages.ConfigInvalid, "replication.capture", err)
+	}
+	self, err := pki.NormalizeHost(cfg.HostName)
+	if err != nil {
+		self = cfg.HostName // only agents need a certificate name
+	}
+	dataAddr := &addressCell{}
+	runs := runner.New(cat, log, filepath.Join(cfg.DataDir, "spool"), runner.Options{
+		SpoolMaxBytes: int64(cfg.Replication.SpoolMax), Capture: backend,
+		Remote: runner.Remote{LocalHosts: []string{"localhost", cfg.HostName, self}, Self: self, DataAddress: dataAddr.get},
+	})
+	register := func(l *api.AgentListener) {
+		controlRoutes(ctx, l, runs, log)
+		if opts.AgentRoutes != nil {
+			opts.AgentRoutes(l)
+		}
+	}
+	agents, agentsAddr, err := startAgents(ctx, cfg, ca, register, log, logger)
 	if err != nil {
 		log.RecordError(ctx, err)
 		return err
@@ -110,14 +129,13 @@ func Run(ctx context.Context, cfg config.Config, opts Options, logger *slog.Logg
 	plugins.Start(ctx)
 	defer plugins.Stop()
 
-	backend, err := capture.ParseBackend(cfg.Replication.Capture)
-	if err != nil {
-		return messages.New(messages.ConfigInvalid, "replication.capture", err)
-	}
-	runs := runner.New(cat, log, filepath.Join(cfg.DataDir, "spool"), runner.Options{
-		SpoolMaxBytes: int64(cfg.Replication.SpoolMax), Capture: backend,
-	})
 	runs.Restart(ctx)
+	own, err := startApplianceRoles(ctx, cfg, plugins, runs, self, dataAddr, logger)
+	if err != nil {
+		log.RecordError(ctx, err)
+		return err
+	}
+	defer own.stop()
 	defer func() {
 		if err := runs.Close(); err != nil {
 			logger.Error("stop replication", "err", err)
@@ -127,6 +145,7 @@ func Run(ctx context.Context, cfg config.Config, opts Options, logger *slog.Logg
 	srv := api.New(token)
 	srv.Replication = runs
 	srv.Scenarios = scenarios.New(cat, plugins, log, []string{"localhost", cfg.HostName})
+	srv.Scenarios.Enrolled = func(host string) bool { return enrolled(ca, host) }
 	srv.Plugins = plugins
 	srv.Activity = cat
 	srv.Recorder = log
@@ -184,6 +203,7 @@ func Run(ctx context.Context, cfg config.Config, opts Options, logger *slog.Logg
 	os.Remove(filepath.Join(cfg.DataDir, AddrFile))
 	agents.shutdown(shutCtx, cfg.DataDir, logger)
 	agents = nil // the deferred shutdown is for early returns
+	own.stop()
 	if err := runs.Close(); err != nil {
 		logger.Error("stop replication", "err", err)
 	}

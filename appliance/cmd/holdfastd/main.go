@@ -19,6 +19,8 @@ func main() {
 	cfgPath := flag.String("config", "", "configuration file (TOML); the embedded default when empty")
 	dataDir := flag.String("data", "", "data directory; overrides data_dir of the configuration")
 	listen := flag.String("listen", "", "API address HOST:PORT; overrides api.listen")
+	agentsListen := flag.String("agents-listen", "", "agent listener HOST:PORT; overrides agents.listen (\"off\" disables it)")
+	dataListen := flag.String("replication-listen", "", "where to receive replication from master agents, HOST:PORT; overrides replication.listen")
 	printDefault := flag.Bool("print-default-config", false, "print the embedded default configuration and exit")
 	flag.Parse()
 	if *printDefault {
@@ -38,10 +40,20 @@ func main() {
 	}
 	if *listen != "" {
 		cfg.API.Listen = *listen
-		if err := cfg.Validate(); err != nil {
-			fmt.Fprintln(os.Stderr, "holdfastd: --listen:", err)
-			os.Exit(2)
-		}
+	}
+	switch *agentsListen {
+	case "":
+	case "off":
+		cfg.Agents.Listen = ""
+	default:
+		cfg.Agents.Listen = *agentsListen
+	}
+	if *dataListen != "" {
+		cfg.Replication.Listen = *dataListen
+	}
+	if err := cfg.Validate(); err != nil {
+		fmt.Fprintln(os.Stderr, "holdfastd: command line:", err)
+		os.Exit(2)
 	}
 	var level slog.Level
 	_ = level.UnmarshalText([]byte(cfg.Log.Level)) // validated by config.Load
