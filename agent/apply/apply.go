@@ -214,6 +214,10 @@ func (a *Applier) applyInBatch(c *change.Change) error {
 	if a.run.joins(c) {
 		return a.fold(c)
 	}
+	if a.run.defers(c) {
+		a.run.after = append(a.run.after, c)
+		return nil
+	}
 	if c.Op == change.OpReplaceFile {
 		if ok, err := a.stageWhole(c); ok || err != nil {
 			return err

@@ -37,6 +37,11 @@ const (
 // run itself set).
 type wholeRun struct {
 	files []*wholeFile
+	// after are OpSetTimes of directories holding files of the run, in
+	// order. They are applied after the renames, which would move the
+	// times again: capture carries a directory's time after each group of
+	// changes in it, and ending the run there would cost a commit a file.
+	after []*change.Change
 	paths map[string]bool
 	dirs  map[string]dirRef // parent directory, by path ("" for the root)
 	bytes int64
@@ -59,10 +64,24 @@ func (r *wholeRun) full() bool {
 
 // last is the highest Seq in the run, 0 if it is empty.
 func (r *wholeRun) last() uint64 {
-	if len(r.files) == 0 {
-		return 0
+	var last uint64
+	if len(r.files) > 0 {
+		last = r.files[len(r.files)-1].last
 	}
-	return r.files[len(r.files)-1].last
+	if len(r.after) > 0 {
+		last = max(last, r.after[len(r.after)-1].Seq)
+	}
+	return last
+}
+
+// defers reports whether c sets the time of a directory holding files of
+// the run, to be applied after their renames.
+func (r *wholeRun) defers(c *change.Change) bool {
+	if len(r.files) == 0 || c.Op != change.OpSetTimes {
+		return false
+	}
+	_, ok := r.dirs[c.Path+"/"]
+	return ok
 }
 
 // joins reports whether c only finishes the file the run built last: a
@@ -237,6 +256,15 @@ func (a *Applier) finishRun() error {
 		}
 		a.applied = f.last
 	}
+	for _, c := range r.after {
+		if err := a.meta(c); err != nil {
+			// The files renamed after c in the stream are in place, but
+			// LastApplied may not pass c: they are renamed again on replay.
+			a.applied = min(a.applied, c.Seq-1)
+			return wrap(c, err)
+		}
+		a.applied = max(a.applied, c.Seq)
+	}
 	return nil
 }
 
@@ -259,6 +287,7 @@ func (r *wholeRun) reset() {
 		d.close()
 	}
 	r.files = r.files[:0]
+	r.after = r.after[:0]
 	clear(r.paths)
 	clear(r.dirs)
 	r.bytes = 0

@@ -181,3 +181,70 @@ func TestWholeRunNoSpace(t *testing.T) {
 		t.Errorf("temporary files left: %v", left)
 	}
 }
+
+// TestWholeRunDirectoryTimes: capture carries a directory's time after
+// each group of changes in it. Inside a run those are applied after the
+// renames, which would otherwise move the time again, and they do not end
+// the run.
+func TestWholeRunDirectoryTimes(t *testing.T) {
+	tr := newTree(t)
+	a := openT(t, tr.target)
+	rf := func(seq uint64, p string) change.Change {
+		return change.Change{Seq: seq, Op: change.OpReplaceFile, Path: p, Data: []byte(p), Mode: 0o644}
+	}
+	times := func(seq uint64, p string, ns int64) change.Change {
+		return change.Change{Seq: seq, Op: change.OpSetTimes, Path: p, MTime: ns}
+	}
+	if err := a.Apply(change.Change{Seq: 1, Op: change.OpMkdir, Path: "d", Mode: 0o755}); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.ApplyBatch([]change.Change{
+		rf(2, "d/x"), times(3, "d", t1), rf(4, "d/y"), times(5, "d", t2), rf(6, "d/z"), times(7, "d", t1+1),
+	}); err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range []string{"d/x", "d/y", "d/z"} {
+		fileIs(p, p, 0o644)(t, tr.target)
+	}
+	mtimeIs("d", t1+1)(t, tr.target)
+	if a.LastApplied() != 7 {
+		t.Fatalf("LastApplied = %d, want 7", a.LastApplied())
+	}
+	// Delivered again after a crash that lost the record: the same tree.
+	b := reopenWithLast(t, a, tr.target, 1)
+	if err := b.ApplyBatch([]change.Change{
+		rf(2, "d/x"), times(3, "d", t1), rf(4, "d/y"), times(5, "d", t2), rf(6, "d/z"), times(7, "d", t1+1),
+	}); err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range []string{"d/x", "d/y", "d/z"} {
+		fileIs(p, p, 0o644)(t, tr.target)
+	}
+	mtimeIs("d", t1+1)(t, tr.target)
+	if left := tempFiles(t, tr.target); len(left) > 0 {
+		t.Errorf("temporary files left: %v", left)
+	}
+}
+
+// reopenWithLast closes a, sets the recorded LastApplied of target back to
+// seq, as a crash before the record would have left it, and opens it
+// again.
+func reopenWithLast(t *testing.T, a *Applier, target string, seq uint64) *Applier {
+	t.Helper()
+	if err := a.Close(); err != nil {
+		t.Fatal(err)
+	}
+	b := openT(t, target)
+	b.mu.Lock()
+	err := b.state.record(seq)
+	if err == nil {
+		err = b.state.record(seq) // both slots
+	}
+	b.applied = seq
+	b.last.Store(seq)
+	b.mu.Unlock()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
