@@ -93,6 +93,7 @@ type Applier struct {
 	state         *stateFile
 	preserveOwner bool
 	pending       pending
+	run           wholeRun
 	applied       uint64        // highest Seq applied, durable or not
 	last          atomic.Uint64 // highest Seq durably applied and recorded
 	broken        error         // set when a sync failed; see the package doc
@@ -181,11 +182,11 @@ func (a *Applier) ApplyBatch(cs []change.Change) error {
 	}
 	for i := range cs {
 		c := &cs[i]
-		if c.Seq != 0 && c.Seq <= a.applied {
+		if c.Seq != 0 && c.Seq <= max(a.applied, a.run.last()) {
 			continue // delivered again; applied before
 		}
 		err := a.applyInBatch(c)
-		if err == nil && a.pending.len() >= maxPending {
+		if err == nil && (a.pending.len() >= maxPending || a.run.full()) {
 			err = a.commit()
 		}
 		if err != nil {
@@ -203,10 +204,29 @@ func (a *Applier) ApplyBatch(cs []change.Change) error {
 }
 
 // applyInBatch applies c after those already applied in this batch, taking
-// a commit before and after it when it may drop or move a name.
+// a commit before and after it when it may drop or move a name. Whole-file
+// replacements, and the metadata changes that finish them, are gathered in
+// a run that commits once for all its files (see wholeRun).
 func (a *Applier) applyInBatch(c *change.Change) error {
 	if err := check(c); err != nil {
 		return wrap(c, err)
+	}
+	if a.run.joins(c) {
+		return a.fold(c)
+	}
+	if a.run.defers(c) {
+		a.run.after = append(a.run.after, c)
+		return nil
+	}
+	if c.Op == change.OpReplaceFile {
+		if ok, err := a.stageWhole(c); ok || err != nil {
+			return err
+		}
+	}
+	if !a.run.empty() {
+		if err := a.commit(); err != nil {
+			return err
+		}
 	}
 	if !destructive(c.Op) {
 		err := a.do(c, false)
@@ -243,9 +263,15 @@ func destructive(op change.Op) bool {
 // finds it would have to: the batch commits and runs it alone.
 var errNeedCommit = errors.New("op replaces a name: needs a commit of its own")
 
-// commit syncs everything the applied changes touched and records the
-// highest applied Seq. A failure leaves the Applier broken.
+// commit renames the run of whole files into place, syncs everything the
+// applied changes touched and records the highest applied Seq. A failed
+// sync or record leaves the Applier broken; a rename that failed is its
+// change's error, returned once what went before it is committed.
 func (a *Applier) commit() error {
+	if a.broken != nil {
+		return a.broken
+	}
+	runErr := a.finishRun()
 	if a.broken != nil {
 		return a.broken
 	}
@@ -254,7 +280,7 @@ func (a *Applier) commit() error {
 		return a.broken
 	}
 	if a.applied <= a.last.Load() {
-		return nil
+		return runErr
 	}
 	if a.beforeRecord != nil {
 		if err := a.beforeRecord(a.applied); err != nil {
@@ -266,7 +292,7 @@ func (a *Applier) commit() error {
 		return a.broken
 	}
 	a.last.Store(a.applied)
-	return nil
+	return runErr
 }
 
 // Close releases the tree. Everything applied is already durable.
@@ -277,6 +303,8 @@ func (a *Applier) Close() error {
 		return nil
 	}
 	a.closed = true
+	a.run.removeTemps(0) // left only by a broken Applier
+	a.run.reset()
 	a.pending.discard()
 	err := a.state.close()
 	if cerr := unix.Close(a.root); cerr != nil {

@@ -56,3 +56,39 @@ func BenchmarkApplyWrite(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkApplyWholeFiles applies new small files as the initial
+// synchronization and the capture stage send them (OpReplaceFile, then the
+// owner), in batches the size the replication engine uses, on the disk
+// holding the temporary directory.
+func BenchmarkApplyWholeFiles(b *testing.B) {
+	data := make([]byte, 4096)
+	for _, batch := range []int{2, 64, 512} {
+		b.Run(fmt.Sprintf("files=%d", batch), func(b *testing.B) {
+			tr := newTree(b)
+			a := openT(b, tr.target)
+			seq := uint64(0)
+			if err := a.Apply(change.Change{Seq: 1, Op: change.OpMkdir, Path: "d", Mode: 0o755}); err != nil {
+				b.Fatal(err)
+			}
+			seq = 1
+			b.SetBytes(int64(len(data)))
+			b.ResetTimer()
+			cs := make([]change.Change, 0, batch)
+			for done := 0; done < b.N; {
+				cs = cs[:0]
+				for ; len(cs) < batch && done < b.N; done++ {
+					p := fmt.Sprintf("d/f%d", done)
+					cs = append(cs,
+						change.Change{Seq: seq + 1, Op: change.OpReplaceFile, Path: p, Data: data, Mode: 0o644, MTime: t1},
+						change.Change{Seq: seq + 2, Op: change.OpChown, Path: p, UID: 1000, GID: 1000})
+					seq += 2
+				}
+				if err := a.ApplyBatch(cs); err != nil {
+					b.Fatal(err)
+				}
+			}
+			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "files/s")
+		})
+	}
+}

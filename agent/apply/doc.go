@@ -26,6 +26,19 @@
 // creations of new names and metadata changes, and applying such a run
 // again over its own result gives the same tree.
 //
+// Whole files are the exception that makes synchronization fast: a run of
+// consecutive OpReplaceFile changes, each with the metadata changes of its
+// own path that follow it (owner, mode, times, xattrs, applied to the new
+// file before it has a name), commits once. Every file of the run is
+// written under its temporary name, all are synced together, then renamed
+// in order; their directories are synced and LastApplied recorded once. A
+// crash before the renames leaves only temporary names; a crash during
+// them leaves each path old or new, and the replay renames the rest. A run
+// ends at any other change, at a path it already holds, at a file with
+// several links (rewritten in place, on its own) and at 256 files or
+// 64 MiB. A failure of one of its changes is that change's *Error, and the
+// run's files before it are committed, as in any batch.
+//
 // After a failed fsync the page cache no longer tells what is on disk, so
 // the Applier refuses every later change: close it, open it again, and let
 // the transport deliver again from LastApplied.

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"sync"
 
 	"golang.org/x/sys/unix"
 )
@@ -60,27 +61,67 @@ func (p *pending) add(fd int, kind syncKind) error {
 func (p *pending) flush() error {
 	var errs []error
 	for _, dirs := range []bool{false, true} {
+		var fs []*pendingFile
 		for _, f := range p.m {
-			if f.dir != dirs {
-				continue
+			if f.dir == dirs {
+				fs = append(fs, f)
 			}
-			var err error
-			switch {
-			case f.kind&syncFS != 0:
-				if err = unix.Syncfs(f.fd); err == nil && f.kind&^syncFS != 0 {
-					err = unix.Fsync(f.fd)
-				}
-			case f.kind&syncMeta != 0 || f.dir:
-				err = unix.Fsync(f.fd)
-			default:
-				err = unix.Fdatasync(f.fd)
-			}
-			if err != nil {
-				errs = append(errs, fmt.Errorf("sync: %w", os.NewSyscallError("fsync", err)))
-			}
+		}
+		if err := syncEach(len(fs), func(i int) error { return fs[i].sync() }); err != nil {
+			errs = append(errs, err)
 		}
 	}
 	p.discard()
+	return errors.Join(errs...)
+}
+
+func (f *pendingFile) sync() error {
+	var err error
+	switch {
+	case f.kind&syncFS != 0:
+		if err = unix.Syncfs(f.fd); err == nil && f.kind&^syncFS != 0 {
+			err = unix.Fsync(f.fd)
+		}
+	case f.kind&syncMeta != 0 || f.dir:
+		err = unix.Fsync(f.fd)
+	default:
+		err = unix.Fdatasync(f.fd)
+	}
+	if err != nil {
+		return fmt.Errorf("sync: %w", os.NewSyscallError("fsync", err))
+	}
+	return nil
+}
+
+// maxSyncers bounds the syncs run at once.
+const maxSyncers = 16
+
+// syncEach runs syncOne(0) to syncOne(n-1) side by side and joins their errors.
+// Syncs issued together let the filesystem write the data of all of them
+// at once and cover them with one journal commit, where syncs in a row
+// wait for one commit each.
+func syncEach(n int, syncOne func(i int) error) error {
+	if n <= 1 {
+		if n == 1 {
+			return syncOne(0)
+		}
+		return nil
+	}
+	errs := make([]error, n)
+	next := make(chan int)
+	var wg sync.WaitGroup
+	for range min(n, maxSyncers) {
+		wg.Go(func() {
+			for i := range next {
+				errs[i] = syncOne(i)
+			}
+		})
+	}
+	for i := range n {
+		next <- i
+	}
+	close(next)
+	wg.Wait()
 	return errors.Join(errs...)
 }
 

@@ -19,7 +19,7 @@ var errDrained = errors.New("spool drained")
 // the spool is empty or the engine stops.
 func (e *Engine) drain(ctx context.Context) error {
 	for {
-		err := e.sendBatch(ctx)
+		err := e.sendBatch(ctx, e.ack)
 		switch {
 		case errors.Is(err, errDrained):
 			return nil
@@ -36,7 +36,11 @@ func (e *Engine) drain(ctx context.Context) error {
 }
 
 // sendLoop applies spooled changes as they arrive, until the engine stops.
+// Acknowledgements are written behind it (see acker), so that applying the
+// next batch does not wait for the spool's fsyncs.
 func (e *Engine) sendLoop(ctx context.Context, drained chan<- struct{}) {
+	ak := newAcker(e)
+	defer ak.stop()
 	for ctx.Err() == nil {
 		e.mu.Lock()
 		suspended, resumed := e.suspended, e.resumed
@@ -49,7 +53,7 @@ func (e *Engine) sendLoop(ctx context.Context, drained chan<- struct{}) {
 			}
 			continue
 		}
-		err := e.sendBatch(ctx)
+		err := e.sendBatch(ctx, ak.ack)
 		switch {
 		case errors.Is(err, errDrained):
 			select {
@@ -70,8 +74,8 @@ func (e *Engine) sendLoop(ctx context.Context, drained chan<- struct{}) {
 }
 
 // sendBatch reads up to BatchMax changes, applies them, and acknowledges
-// them in the spool. errDrained means there was nothing to send.
-func (e *Engine) sendBatch(ctx context.Context) error {
+// them in the spool with ack. errDrained means there was nothing to send.
+func (e *Engine) sendBatch(ctx context.Context, ack func(seq uint64) error) error {
 	batch := make([]change.Change, 0, e.cfg.BatchMax)
 	for len(batch) < e.cfg.BatchMax {
 		c, err := e.sp.Next()
@@ -93,11 +97,68 @@ func (e *Engine) sendBatch(ctx context.Context) error {
 		e.sp.Rewind()
 		return err
 	}
-	if err := e.sp.Ack(batch[len(batch)-1].Seq); err != nil {
-		return fmt.Errorf("acknowledge seq %d in spool: %w", batch[len(batch)-1].Seq, err)
+	if err := ack(batch[len(batch)-1].Seq); err != nil {
+		return err
 	}
 	e.recovered()
 	return nil
+}
+
+// ack acknowledges seq in the spool now.
+func (e *Engine) ack(seq uint64) error {
+	if err := e.sp.Ack(seq); err != nil {
+		return fmt.Errorf("acknowledge seq %d in spool: %w", seq, err)
+	}
+	return nil
+}
+
+// acker writes the spool's acknowledgements in its own goroutine, the
+// newest seq only when several are waiting. An acknowledgement only lets
+// the spool drop what the replica holds durably already; one that is late
+// or lost to a crash makes the replica skip a few changes delivered again
+// (Seq <= LastApplied), so the sender need not wait for its two fsyncs.
+type acker struct {
+	e    *Engine
+	next chan uint64 // capacity 1: the newest seq not yet written
+	done chan struct{}
+}
+
+func newAcker(e *Engine) *acker {
+	a := &acker{e: e, next: make(chan uint64, 1), done: make(chan struct{})}
+	go a.run()
+	return a
+}
+
+func (a *acker) run() {
+	defer close(a.done)
+	for seq := range a.next {
+		if err := a.e.ack(seq); err != nil {
+			a.e.trouble(err)
+		}
+	}
+}
+
+// ack queues seq, replacing an older one still waiting. It never fails:
+// errors are reported by the goroutine that writes.
+func (a *acker) ack(seq uint64) error {
+	for {
+		select {
+		case a.next <- seq:
+			return nil
+		default:
+		}
+		select {
+		case old := <-a.next:
+			seq = max(seq, old)
+		default:
+		}
+	}
+}
+
+// stop writes what is waiting and returns when it is written.
+func (a *acker) stop() {
+	close(a.next)
+	<-a.done
 }
 
 // applyBatch applies a batch on the replica. A change the replica refuses

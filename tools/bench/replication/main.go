@@ -20,10 +20,12 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"math"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"runtime/pprof"
 	"slices"
 	"strings"
 	"sync"
@@ -33,6 +35,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/holdfast/holdfast/agent/capture"
+	"github.com/holdfast/holdfast/agent/change"
 	"github.com/holdfast/holdfast/agent/replication"
 	"github.com/holdfast/holdfast/agent/treesync"
 )
@@ -50,7 +53,17 @@ func main() {
 	duration := flag.Duration("duration", 10*time.Second, "lag: how long to write")
 	size := flag.Int("size", 256, "lag: bytes per file")
 	timeout := flag.Duration("timeout", 10*time.Minute, "throughput: give up after this long")
+	traceApply = flag.Bool("trace", false, "print to stderr what the replica was asked to apply: calls, batch sizes, ops, time spent")
+	cpuProfile := flag.String("cpuprofile", "", "throughput, lag: write a CPU profile of the run to this file")
 	flag.Parse()
+	if *cpuProfile != "" {
+		stopProfile, err := profileCPU(*cpuProfile)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "replication bench:", err)
+			os.Exit(1)
+		}
+		defer stopProfile()
+	}
 
 	backend, err := parseBackend(*backendName)
 	if err == nil {
@@ -69,6 +82,25 @@ func main() {
 		fmt.Fprintln(os.Stderr, "replication bench:", err)
 		os.Exit(1)
 	}
+}
+
+// profileCPU starts a CPU profile written to path; the function it returns
+// stops it.
+func profileCPU(path string) (func(), error) {
+	f, err := os.Create(path)
+	if err != nil {
+		return nil, fmt.Errorf("cpu profile: %w", err)
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("cpu profile %s: %w", path, err)
+	}
+	return func() {
+		pprof.StopCPUProfile()
+		if err := f.Close(); err != nil {
+			fmt.Fprintln(os.Stderr, "replication bench: cpu profile:", err)
+		}
+	}, nil
 }
 
 func parseBackend(s string) (capture.Backend, error) {
@@ -190,7 +222,12 @@ func start(master, replica, spoolDir string, backend capture.Backend) (*replicat
 	if err != nil {
 		return nil, nil, fmt.Errorf("open replica: %w", err)
 	}
-	eng, err := replication.Start(replication.Config{Root: master, Replica: rep, SpoolDir: spoolDir,
+	var r replication.Replica = rep
+	if *traceApply {
+		r = &tracedReplica{LocalReplica: rep, ops: map[string]int{}}
+		traced = r.(*tracedReplica)
+	}
+	eng, err := replication.Start(replication.Config{Root: master, Replica: r, SpoolDir: spoolDir,
 		Backend: backend, RetryEvery: 100 * time.Millisecond, Notify: func(n replication.Notice) {
 			// Notices are the engine's only way to say that something went
 			// wrong without stopping; a benchmark run with any of them
@@ -211,6 +248,9 @@ func stop(eng *replication.Engine, rep *replication.LocalReplica) error {
 	var errs []error
 	if err := eng.Stop(); err != nil {
 		errs = append(errs, fmt.Errorf("stop engine: %w", err))
+	}
+	if traced != nil {
+		traced.report(os.Stderr)
 	}
 	if err := rep.Close(); err != nil {
 		errs = append(errs, fmt.Errorf("close replica: %w", err))
@@ -556,4 +596,50 @@ func (c *checker) close() error {
 	c.closeErr = err
 	c.mu.Unlock()
 	return err
+}
+
+// traceApply and traced: see the -trace flag.
+var (
+	traceApply *bool
+	traced     *tracedReplica
+)
+
+// tracedReplica counts what the engine asks of the replica, to find out
+// where apply time goes.
+type tracedReplica struct {
+	*replication.LocalReplica
+	mu      sync.Mutex
+	calls   int
+	changes int
+	maxLen  int
+	busy    time.Duration
+	ops     map[string]int
+	sample  []string // ops of the first batches, in order
+}
+
+func (r *tracedReplica) ApplyBatch(cs []change.Change) error {
+	t0 := time.Now()
+	err := r.LocalReplica.ApplyBatch(cs)
+	d := time.Since(t0)
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.calls++
+	r.changes += len(cs)
+	r.maxLen = max(r.maxLen, len(cs))
+	r.busy += d
+	for _, c := range cs {
+		r.ops[c.Op.String()]++
+		if len(r.sample) < 60 {
+			r.sample = append(r.sample, c.Op.String()+":"+c.Path)
+		}
+	}
+	return err
+}
+
+func (r *tracedReplica) report(w io.Writer) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	fmt.Fprintf(w, "trace: %d ApplyBatch calls, %d changes (largest batch %d), %.3f s inside ApplyBatch, ops %v\n",
+		r.calls, r.changes, r.maxLen, r.busy.Seconds(), r.ops)
+	fmt.Fprintf(w, "trace: first changes: %s\n", strings.Join(r.sample, " "))
 }
