@@ -30,6 +30,9 @@ var bins string // folder holding the built plugin binaries
 var testPlugins = []string{"hang", "crash", "garbage", "badreply", "proto99", "echo"}
 
 func TestMain(m *testing.M) {
+	if dir := os.Getenv(helperHostEnv); dir != "" {
+		runHelperHost(dir) // a child of TestPluginDiesWithItsHost; never returns
+	}
 	dir, err := os.MkdirTemp("", "pluginhost-bins-")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
@@ -850,4 +853,59 @@ func TestTransportConfiguredAgainAfterRestart(t *testing.T) {
 	if !slices.Contains(info.Features, "mark-blue") {
 		t.Fatalf("after the restart the transport shows %v: it was not configured again with the last accepted settings", info.Features)
 	}
+}
+
+// helperHostEnv makes the test binary a plugin host serving the plugins
+// below the folder it names, for TestPluginDiesWithItsHost.
+const helperHostEnv = "HOLDFAST_TEST_HELPER_HOST"
+
+func runHelperHost(dir string) {
+	h := New(Config{Dirs: []string{dir}}, nil, nil)
+	h.Start(context.Background())
+	for _, st := range h.List() {
+		fmt.Printf("pid %d\n", st.PID)
+	}
+	select {}
+}
+
+// TestPluginDiesWithItsHost: a host killed with SIGKILL cannot stop its
+// plugins, so the kernel must; else a transport would keep its port.
+func TestPluginDiesWithItsHost(t *testing.T) {
+	t.Parallel()
+	root := t.TempDir()
+	install(t, root, "echo", "echo", manifest.Manifest{Kind: manifest.KindTransport, Type: "echo"})
+	child := exec.Command(os.Args[0], "-test.run=^$")
+	child.Env = append(os.Environ(), helperHostEnv+"="+root)
+	out, err := child.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := child.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer child.Process.Kill()
+	var pid int
+	if _, err := fmt.Fscanf(out, "pid %d\n", &pid); err != nil || pid <= 0 {
+		t.Fatalf("helper host did not report its plugin: pid %d, %v", pid, err)
+	}
+	if !processAlive(pid) {
+		t.Fatalf("plugin %d is not running under its host", pid)
+	}
+	if err := child.Process.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	_ = child.Wait()
+	waitFor(t, fmt.Sprintf("plugin %d to die with its host", pid), func() bool { return !processAlive(pid) })
+}
+
+// processAlive is false for a process that is gone or a zombie nobody
+// reaped yet (an orphan's reaper may be slow in a container).
+func processAlive(pid int) bool {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return false
+	}
+	// The state follows the command name, which is in parentheses.
+	i := bytes.LastIndexByte(b, ')')
+	return i < 0 || i+2 >= len(b) || b[i+2] != 'Z'
 }

@@ -12,6 +12,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	goplugin "github.com/hashicorp/go-plugin"
@@ -232,6 +233,12 @@ func (in *instance) start(ctx context.Context) *launchError {
 	}
 	cmd := exec.Command(in.bin)
 	cmd.Dir = in.dir
+	// A plugin must not outlive a host killed with SIGKILL: an orphaned
+	// transport would keep its listening port, and the restarted host could
+	// not bind it. (The signal follows the OS thread that started the
+	// plugin; Go keeps its threads, except those of goroutines that exit
+	// locked, which this is not.)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	cmd.Env = append(pluginEnv(), goplugin.EnvUnixSocketDir+"="+sockDir)
 	client := goplugin.NewClient(&goplugin.ClientConfig{
 		HandshakeConfig:  sdk.Handshake,
