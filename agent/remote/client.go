@@ -99,9 +99,15 @@ func Dial(ctx context.Context, cfg Config) (*Client, error) {
 		// restarts of this master (the receiving host checks it); the
 		// clock in nanoseconds gives a start no earlier run reached.
 		nextSeq: uint64(time.Now().UnixNano())}
+	// Until Dial returns, ending ctx ends the hello too; afterwards the
+	// client lives until Close.
+	stop := context.AfterFunc(ctx, cancel)
 	c.mu.Lock()
 	err := c.connect(ctx)
 	c.mu.Unlock()
+	if !stop() && err == nil {
+		err = fmt.Errorf("connect to replica %s: %w", cfg.Peer, ctx.Err())
+	}
 	if err != nil {
 		cancel()
 		return nil, err

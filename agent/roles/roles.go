@@ -55,11 +55,20 @@ type Runner struct {
 	closed   bool
 }
 
+// masterRun is one master role. Its engine starts in the background:
+// reaching the replica may take long, and one unreachable replica must not
+// hold up the other roles or the reports.
 type masterRun struct {
-	role    control.MasterRole
-	engine  *replication.Engine // nil while it could not start
-	replica replication.Replica
-	failure string // why it could not start, reported once
+	role   control.MasterRole // fields below are guarded by Runner.mu
+	cancel context.CancelFunc // ends a start in progress
+	// done is closed when the start attempt ended (engine set, or failure).
+	done     chan struct{}
+	engine   *replication.Engine // nil until started
+	replica  replication.Replica
+	failure  string // why the last attempt failed, reported once
+	retryAt  time.Time
+	suspend  bool // the suspension last applied to the engine
+	attempts int
 }
 
 type replicaRun struct {
@@ -144,18 +153,32 @@ func (r *Runner) Apply(ctx context.Context, a control.Assignments) {
 		}
 	}
 	for _, s := range sortedKeys(wantM) {
-		m := r.master(s)
-		if m == nil || m.engine == nil {
-			m = r.startMaster(ctx, wantM[s], m)
+		want := wantM[s]
+		r.mu.Lock()
+		m := r.masters[s]
+		if m == nil {
+			m = &masterRun{role: want}
+			r.masters[s] = m
 		}
-		if m.engine != nil && m.role.Suspended != wantM[s].Suspended {
-			if wantM[s].Suspended {
-				m.engine.Suspend()
+		m.role.Suspended = want.Suspended
+		startNow := m.engine == nil && m.cancel == nil && !time.Now().Before(m.retryAt)
+		if startNow {
+			sctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+			m.cancel, m.done = cancel, make(chan struct{})
+			go r.startMaster(sctx, m)
+		}
+		eng, suspendNow := m.engine, m.suspend != want.Suspended
+		if eng != nil {
+			m.suspend = want.Suspended
+		}
+		r.mu.Unlock()
+		if eng != nil && suspendNow {
+			if want.Suspended {
+				eng.Suspend()
 			} else {
-				m.engine.Resume()
+				eng.Resume()
 			}
 		}
-		m.role = wantM[s]
 	}
 }
 
@@ -198,27 +221,60 @@ func sortedKeys[V any](m map[string]V) []string {
 	return keys
 }
 
-// startMaster starts role's engine; prev is an earlier attempt that
-// failed, whose failure is not reported twice.
-func (r *Runner) startMaster(ctx context.Context, role control.MasterRole, prev *masterRun) *masterRun {
-	m := &masterRun{role: role}
-	if prev != nil {
-		m.failure = prev.failure
-	}
-	fail := func(err error) *masterRun {
-		if err.Error() != m.failure {
-			m.failure = err.Error()
-			r.opts.Logger.Error("master role cannot start", "session", role.Session, "err", err)
-			r.event(control.Event{Time: time.Now(), Session: role.Session, Kind: control.EventRoleFailed, Error: err.Error()})
-		}
-		r.mu.Lock()
-		r.masters[role.Session] = m
+// startMaster opens m's link and starts its engine, unless m was
+// withdrawn meanwhile. A failure is reported when it differs from the last
+// one, and retried at an Apply after a pause that grows to a minute.
+func (r *Runner) startMaster(ctx context.Context, m *masterRun) {
+	r.mu.Lock()
+	role := m.role
+	done := m.done
+	r.mu.Unlock()
+	defer close(done)
+	eng, replica, err := r.openMaster(ctx, role)
+
+	r.mu.Lock()
+	current := r.masters[role.Session] == m && ctx.Err() == nil
+	m.cancel = nil
+	if err == nil && current {
+		m.engine, m.replica, m.failure, m.attempts = eng, replica, "", 0
+		// The engine started as role said; the assignment may have moved
+		// on while it started.
+		want := m.role.Suspended
+		m.suspend = want
 		r.mu.Unlock()
-		return m
+		if want != role.Suspended {
+			if want {
+				eng.Suspend()
+			} else {
+				eng.Resume()
+			}
+		}
+		r.opts.Logger.Info("master role started", "session", role.Session, "root", role.Root, "peer", role.Peer)
+		return
 	}
+	report := false
+	if err != nil && current {
+		m.attempts++
+		m.retryAt = time.Now().Add(min(time.Duration(m.attempts)*2*time.Second, time.Minute))
+		report = err.Error() != m.failure
+		m.failure = err.Error()
+	}
+	r.mu.Unlock()
+	if err == nil {
+		// Withdrawn while it started.
+		_ = errors.Join(eng.Stop(), replica.Close())
+		return
+	}
+	if report {
+		r.opts.Logger.Error("master role cannot start", "session", role.Session, "err", err)
+		r.event(control.Event{Time: time.Now(), Session: role.Session, Kind: control.EventRoleFailed, Error: err.Error()})
+	}
+}
+
+func (r *Runner) openMaster(ctx context.Context, role control.MasterRole) (*replication.Engine, replication.Replica, error) {
 	replica, err := r.links.Replica(ctx, role)
 	if err != nil {
-		return fail(fmt.Errorf("open the link to %s: %w", role.Peer, err))
+		return nil, nil, fmt.Errorf("open the link to %s: %w", role.Peer, err)
 	}
 	spoolMax := role.SpoolMaxBytes
 	if spoolMax == 0 {
@@ -230,27 +286,29 @@ func (r *Runner) startMaster(ctx context.Context, role control.MasterRole, prev 
 	})
 	if err != nil {
 		replica.Close()
-		return fail(fmt.Errorf("start replicating %s: %w", role.Root, err))
+		return nil, nil, fmt.Errorf("start replicating %s: %w", role.Root, err)
 	}
 	if role.Suspended {
 		eng.Suspend()
 	}
-	m.engine, m.replica, m.failure = eng, replica, ""
-	r.opts.Logger.Info("master role started", "session", role.Session, "root", role.Root, "peer", role.Peer)
-	r.mu.Lock()
-	r.masters[role.Session] = m
-	r.mu.Unlock()
-	return m
+	return eng, replica, nil
 }
 
 func (r *Runner) stopMaster(session string, m *masterRun) {
 	r.mu.Lock()
 	delete(r.masters, session)
+	cancel, done := m.cancel, m.done
+	eng, replica := m.engine, m.replica
 	r.mu.Unlock()
-	if m.engine == nil {
+	if cancel != nil {
+		// A start in progress notices it was withdrawn and undoes itself.
+		cancel()
+		<-done
+	}
+	if eng == nil {
 		return
 	}
-	err := errors.Join(m.engine.Stop(), m.replica.Close())
+	err := errors.Join(eng.Stop(), replica.Close())
 	if err != nil {
 		r.event(control.Event{Time: time.Now(), Session: session, Kind: control.EventError, Error: "stop: " + err.Error()})
 	}
@@ -326,9 +384,15 @@ func (r *Runner) Report() control.Report {
 
 	for _, s := range sortedKeys(masters) {
 		m := masters[s]
-		st := replication.Status{Phase: replication.PhaseProblem, Problem: m.failure}
-		if m.engine != nil {
-			st = m.engine.Status()
+		r.mu.Lock()
+		eng, failure := m.engine, m.failure
+		r.mu.Unlock()
+		st := replication.Status{Phase: replication.PhaseStarting}
+		switch {
+		case eng != nil:
+			st = eng.Status()
+		case failure != "":
+			st = replication.Status{Phase: replication.PhaseProblem, Problem: failure}
 		}
 		rep.Roles = append(rep.Roles, control.RoleStatus{Session: s, Role: "master", Status: st})
 	}

@@ -21,11 +21,19 @@ type localLinks struct {
 	dir string
 
 	mu     sync.Mutex
+	dials  int
 	serves map[string]int // session -> Serve calls
 	serve  func(ctx context.Context, role control.ReplicaRole, applied func(uint64)) error
 }
 
-func (l *localLinks) Replica(_ context.Context, role control.MasterRole) (replication.Replica, error) {
+func (l *localLinks) Replica(ctx context.Context, role control.MasterRole) (replication.Replica, error) {
+	l.mu.Lock()
+	l.dials++
+	l.mu.Unlock()
+	if role.Peer == "slow@nowhere:1" {
+		<-ctx.Done()
+		return nil, ctx.Err()
+	}
 	if role.Peer == "unreachable@nowhere:1" {
 		return nil, errors.New("connection refused")
 	}
@@ -37,6 +45,12 @@ func (l *localLinks) Serve(ctx context.Context, role control.ReplicaRole, applie
 	l.serves[role.Session]++
 	l.mu.Unlock()
 	return l.serve(ctx, role, applied)
+}
+
+func (l *localLinks) attempts() int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.dials
 }
 
 func (l *localLinks) calls(session string) int {
@@ -125,18 +139,28 @@ func TestMasterRoleThatCannotStartIsRetriedAndReportedOnce(t *testing.T) {
 		t.Fatal(err)
 	}
 	role := control.MasterRole{Scenario: "sc", Session: "s2-0-0", Root: root, Peer: "unreachable@nowhere:1"}
-	for i := 0; i < 3; i++ {
+	var events []control.Event
+	var rep control.Report
+	// Several Applies and attempts (the pause before a retry grows from
+	// 2 s); one lasting failure is reported once.
+	deadline := time.Now().Add(5 * time.Second)
+	for time.Now().Before(deadline) {
 		r.Apply(context.Background(), control.Assignments{Masters: []control.MasterRole{role}})
+		rep = r.Report()
+		events = append(events, rep.Events...)
+		time.Sleep(100 * time.Millisecond)
 	}
-	rep := r.Report()
 	n := 0
-	for _, e := range rep.Events {
+	for _, e := range events {
 		if e.Kind == control.EventRoleFailed {
 			n++
 		}
 	}
 	if n != 1 {
-		t.Fatalf("%d role-failed events for one lasting failure, want 1: %+v", n, rep.Events)
+		t.Fatalf("%d role-failed events for one lasting failure, want 1: %+v", n, events)
+	}
+	if links.attempts() < 2 {
+		t.Fatalf("%d attempts in 5 s, want the role retried", links.attempts())
 	}
 	if len(rep.Roles) != 1 || rep.Roles[0].Status.Phase != replication.PhaseProblem || rep.Roles[0].Status.Problem == "" {
 		t.Fatalf("a role that cannot start shows %+v", rep.Roles)
@@ -193,11 +217,15 @@ func TestEventsAreBoundedAndRequeued(t *testing.T) {
 func statusOf(r *Runner, session string) replication.Status {
 	r.mu.Lock()
 	m := r.masters[session]
+	var eng *replication.Engine
+	if m != nil {
+		eng = m.engine
+	}
 	r.mu.Unlock()
-	if m == nil || m.engine == nil {
+	if eng == nil {
 		return replication.Status{Phase: replication.PhaseProblem}
 	}
-	return m.engine.Status()
+	return eng.Status()
 }
 
 func phaseOf(r *Runner, session string) replication.Phase { return statusOf(r, session).Phase }
@@ -209,4 +237,39 @@ func hasEvent(rep control.Report, kind control.EventKind) bool {
 		}
 	}
 	return false
+}
+
+// TestSlowReplicaHoldsUpNothing: a master role whose replica does not
+// answer starts in the background; other roles and reports go on, and
+// withdrawing it ends the attempt.
+func TestSlowReplicaHoldsUpNothing(t *testing.T) {
+	dir := t.TempDir()
+	root := filepath.Join(dir, "root")
+	if err := os.Mkdir(root, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	links := &localLinks{dir: filepath.Join(dir, "replicas"), serves: map[string]int{}}
+	r := New(links, Options{SpoolDir: filepath.Join(dir, "spool"), Capture: capture.Inotify})
+	defer r.Close()
+	slow := control.MasterRole{Scenario: "sc", Session: "s1-0-0", Root: root, Peer: "slow@nowhere:1"}
+	fine := control.MasterRole{Scenario: "sc", Session: "s1-1-0", Root: root, Peer: "vault@127.0.0.1:1"}
+	done := make(chan struct{})
+	go func() {
+		r.Apply(context.Background(), control.Assignments{Masters: []control.MasterRole{slow, fine}})
+		close(done)
+	}()
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		t.Fatal("Apply waited for a replica that does not answer")
+	}
+	waitFor(t, "the other role to run", func() bool { return phaseOf(r, "s1-1-0") == replication.PhaseReplicating })
+	rep := r.Report()
+	if len(rep.Roles) != 2 || rep.Roles[0].Status.Phase != replication.PhaseStarting {
+		t.Fatalf("report while one role starts = %+v", rep.Roles)
+	}
+	r.Apply(context.Background(), control.Assignments{Masters: []control.MasterRole{fine}})
+	if rep := r.Report(); len(rep.Roles) != 1 || rep.Roles[0].Session != "s1-1-0" {
+		t.Fatalf("after withdrawing the slow role: %+v", rep.Roles)
+	}
 }
