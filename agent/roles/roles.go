@@ -308,11 +308,31 @@ func (r *Runner) stopMaster(session string, m *masterRun) {
 	if eng == nil {
 		return
 	}
-	err := errors.Join(eng.Stop(), replica.Close())
+	err := stopEngine(eng, replica, stopGrace)
 	if err != nil {
 		r.event(control.Event{Time: time.Now(), Session: session, Kind: control.EventError, Error: "stop: " + err.Error()})
 	}
 	r.opts.Logger.Info("master role stopped", "session", session, "err", err)
+}
+
+// stopGrace is how long a stopping engine may finish the batch it is
+// sending before the link is closed under it.
+const stopGrace = 2 * time.Second
+
+// stopEngine stops eng, closing its replica link if the engine does not
+// stop within grace: a batch waiting on an unreachable replica must not
+// hold up a stop (while the engine is stopped nothing captures), and the
+// changes of an interrupted batch stay in the spool.
+func stopEngine(eng *replication.Engine, replica replication.Replica, grace time.Duration) error {
+	stopped := make(chan error, 1)
+	go func() { stopped <- eng.Stop() }()
+	select {
+	case err := <-stopped:
+		return errors.Join(err, replica.Close())
+	case <-time.After(grace):
+	}
+	cerr := replica.Close()
+	return errors.Join(<-stopped, cerr)
 }
 
 // startReplica serves role until it is stopped, serving again after a

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/holdfast/holdfast/agent/capture"
+	"github.com/holdfast/holdfast/agent/change"
 	"github.com/holdfast/holdfast/agent/control"
 	"github.com/holdfast/holdfast/agent/replication"
 )
@@ -271,5 +272,54 @@ func TestSlowReplicaHoldsUpNothing(t *testing.T) {
 	r.Apply(context.Background(), control.Assignments{Masters: []control.MasterRole{fine}})
 	if rep := r.Report(); len(rep.Roles) != 1 || rep.Roles[0].Session != "s1-1-0" {
 		t.Fatalf("after withdrawing the slow role: %+v", rep.Roles)
+	}
+}
+
+// stuckReplica never finishes a batch until it is closed, as a replica
+// behind a dead link.
+type stuckReplica struct {
+	*replication.LocalReplica
+	once   sync.Once
+	closed chan struct{}
+}
+
+func (s *stuckReplica) ApplyBatch([]change.Change) error {
+	<-s.closed
+	return errors.New("link closed")
+}
+
+func (s *stuckReplica) Close() error {
+	s.once.Do(func() { close(s.closed) })
+	return s.LocalReplica.Close()
+}
+
+func TestStopDoesNotWaitForAStuckReplica(t *testing.T) {
+	dir := t.TempDir()
+	root := filepath.Join(dir, "root")
+	if err := os.Mkdir(root, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(root, "f"), []byte("x"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	local, err := replication.OpenLocal(filepath.Join(dir, "replica"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	rep := &stuckReplica{LocalReplica: local, closed: make(chan struct{})}
+	eng, err := replication.Start(replication.Config{Root: root, Replica: rep, SpoolDir: filepath.Join(dir, "spool"), Backend: capture.Inotify})
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the engine to be sending", func() bool { return eng.Status().Phase == replication.PhaseSynchronizing })
+	done := make(chan error, 1)
+	go func() { done <- stopEngine(eng, rep, 100*time.Millisecond) }()
+	select {
+	case <-done:
+	case <-time.After(20 * time.Second):
+		t.Fatal("stopping an engine stuck on its replica did not finish")
+	}
+	if eng.Status().Phase != replication.PhaseStopped {
+		t.Fatalf("engine phase after stop: %s", eng.Status().Phase)
 	}
 }

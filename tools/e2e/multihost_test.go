@@ -136,6 +136,9 @@ func TestThreeHostsSurviveKillsAndOutages(t *testing.T) {
 	}
 	t.Cleanup(func() {
 		if t.Failed() {
+			if keep := os.Getenv("HOLDFAST_E2E_KEEP_LOGS"); keep != "" {
+				_ = exec.Command("cp", "-r", logs, keep).Run()
+			}
 			for _, f := range []string{"holdfastd", "shop1", "dc2"} {
 				b, _ := os.ReadFile(filepath.Join(logs, f+".log"))
 				if len(b) > 6000 {
@@ -241,11 +244,15 @@ func TestThreeHostsSurviveKillsAndOutages(t *testing.T) {
 	ops := load.stop()
 	t.Logf("load: %d operations on the master", ops)
 
-	waitFor(t, "the replica to catch up", 120*time.Second, identical)
+	deadline := time.Now().Add(120 * time.Second)
+	for !identical() && time.Now().Before(deadline) {
+		time.Sleep(500 * time.Millisecond)
+	}
 	a, _ := treeDigest(root)
 	b, _ := treeDigest(target, ".holdfast")
 	if !slicesEqual(a, b) {
-		t.Fatalf("trees differ:\n%s", diffLines(a, b))
+		t.Fatalf("after 2 minutes the trees still differ:\n%s\nstatus: %s\nlog: %s", diffLines(a, b),
+			cli("--json", "scenario", "status", "branch"), cli("log", "--limit", "30"))
 	}
 	t.Logf("replica identical to the master: %d entries, metadata and contents", len(a))
 	if st := status(); st.State != "running" {
