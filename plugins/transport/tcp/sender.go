@@ -236,10 +236,14 @@ func (o *outStream) connect() (connected bool, err error) {
 	if err != nil {
 		return false, err
 	}
-	d := net.Dialer{Timeout: dialTimeout, KeepAlive: 15 * time.Second}
+	d := net.Dialer{Timeout: dialTimeout, KeepAliveConfig: keepAlive}
 	raw, err := d.DialContext(o.ctx, "tcp", o.addr)
 	if err != nil {
 		return false, fmt.Errorf("dial %s: %w", o.addr, err)
+	}
+	if err := tuneLiveness(raw); err != nil {
+		raw.Close()
+		return false, fmt.Errorf("connection to %s: %w", o.addr, err)
 	}
 	ctx, stop := context.WithCancel(o.ctx)
 	defer stop()

@@ -141,6 +141,11 @@ func (t *Transport) accept(ln net.Listener) {
 			t.log.Error("accept failed; listener stopped", "address", ln.Addr().String(), "error", err)
 			return
 		}
+		if err := tuneLiveness(c); err != nil {
+			t.log.Warn("connection refused: cannot tune it", "remote", c.RemoteAddr().String(), "error", err)
+			c.Close()
+			continue
+		}
 		go t.serveConn(c)
 	}
 }

@@ -6,12 +6,15 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"net"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/holdfast/holdfast/plugins/sdk"
 )
@@ -379,5 +382,37 @@ func TestDescribe(t *testing.T) {
 	}
 	if info.Name != "tcp" || !slices.Contains(info.Features, sdk.FeatureReplies) || !slices.Contains(info.Features, "compression") {
 		t.Fatalf("Describe = %+v", info)
+	}
+}
+
+// TestLivenessOptions: both ends of a connection carry the user timeout
+// that turns a long link loss into a reconnect.
+func TestLivenessOptions(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	c, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if err := tuneLiveness(c); err != nil {
+		t.Fatal(err)
+	}
+	raw, err := c.(*net.TCPConn).SyscallConn()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got int
+	var gerr error
+	if err := raw.Control(func(fd uintptr) {
+		got, gerr = unix.GetsockoptInt(int(fd), unix.IPPROTO_TCP, unix.TCP_USER_TIMEOUT)
+	}); err != nil || gerr != nil {
+		t.Fatal(err, gerr)
+	}
+	if got != int(unackedTimeout/time.Millisecond) {
+		t.Fatalf("TCP_USER_TIMEOUT = %d ms, want %d", got, unackedTimeout/time.Millisecond)
 	}
 }
