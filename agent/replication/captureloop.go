@@ -210,8 +210,9 @@ func touchedTimes(ev capture.Event, dirs map[string]time.Time) {
 			dirs[dir] = ev.Time
 		}
 	}
-	if ev.Kind == capture.Created {
-		// A symlink's own time is not carried by the op that creates it.
+	if ev.Kind == capture.Created || ev.Kind == capture.DirCreated {
+		// The ops that create a symlink or a directory do not carry its
+		// own time; the replica's would be the moment it applied them.
 		dirs[ev.Path] = ev.Time
 	}
 }

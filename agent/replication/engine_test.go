@@ -5,6 +5,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"sort"
 	"strings"
 	"sync"
 	"testing"
@@ -376,5 +377,36 @@ func TestReplicaDiskFullWaitsAndResumes(t *testing.T) {
 	}
 	if !h.notices.has(NoticeRecovered) {
 		t.Error("recovery not reported")
+	}
+}
+
+// TestTouchedTimes: which modification times a change makes the engine
+// carry to the replica afterwards.
+func TestTouchedTimes(t *testing.T) {
+	now := time.Unix(1700000000, 0)
+	for _, c := range []struct {
+		name string
+		ev   capture.Event
+		want []string
+	}{
+		{"new file moves its directory", capture.Event{Kind: capture.Modified, Path: "a/f"}, []string{"a"}},
+		{"new directory: parent and itself", capture.Event{Kind: capture.DirCreated, Path: "a/new"}, []string{"a", "a/new"}},
+		{"new symlink: parent and itself", capture.Event{Kind: capture.Created, Path: "a/l"}, []string{"a", "a/l"}},
+		{"rename: both parents", capture.Event{Kind: capture.Renamed, Path: "b/f", OldPath: "a/f"}, []string{"a", "b"}},
+		{"top level: the root's time is not carried", capture.Event{Kind: capture.DirCreated, Path: "top"}, []string{"top"}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			c.ev.Time = now
+			dirs := map[string]time.Time{}
+			touchedTimes(c.ev, dirs)
+			var got []string
+			for d := range dirs {
+				got = append(got, d)
+			}
+			sort.Strings(got)
+			if strings.Join(got, ",") != strings.Join(c.want, ",") {
+				t.Fatalf("carried %v, want %v", got, c.want)
+			}
+		})
 	}
 }
