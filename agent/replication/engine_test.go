@@ -410,3 +410,21 @@ func TestTouchedTimes(t *testing.T) {
 		})
 	}
 }
+
+// TestRefusedRenameRepairsItsDestination: a rename whose source the
+// replica lacks is refused; the destination must still arrive, by a
+// resynchronization of both ends.
+func TestRefusedRenameRepairsItsDestination(t *testing.T) {
+	h := newHarness(t, capture.Inotify)
+	h.write("docs/a.txt", "content that must arrive")
+	h.start()
+	h.waitIdentical()
+	// The replica lost the source (as when the stage saw a file only
+	// after it had been renamed, and so never sent its creation).
+	must(t, os.Remove(filepath.Join(h.replica, "docs", "a.txt")))
+	must(t, os.Rename(h.path("docs/a.txt"), h.path("docs/b.txt")))
+	h.waitIdentical()
+	if !h.notices.has(NoticeError) {
+		t.Error("the refused rename was not reported")
+	}
+}

@@ -199,6 +199,17 @@ func (e *Engine) applyBatch(batch []change.Change) error {
 		}
 		e.mu.Lock()
 		e.pendingSync[resync] = true
+		if c.NewPath != "" {
+			// A refused rename or link leaves its destination wrong
+			// too (typically the source never reached the replica:
+			// the stage saw it only after it had moved), so both ends
+			// are resynchronized.
+			dest := c.NewPath
+			if kind == NoticeEscape {
+				dest, _, _ = strings.Cut(dest, "/")
+			}
+			e.pendingSync[dest] = true
+		}
 		e.mu.Unlock()
 		e.count(func(k *Counters) { k.Errors++ })
 		e.cfg.Notify(Notice{Kind: kind, Path: c.Path, Err: err})
