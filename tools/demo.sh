@@ -24,7 +24,7 @@ echo "master root:    $work/master ($(find "$work/master" -type f | wc -l) files
 echo "replica target: $work/replica"
 
 step "Start holdfastd on its embedded default (data in $data, API on a free loopback port)"
-"$bin/holdfastd" --data "$data" --listen 127.0.0.1:0 2>"$work/holdfastd.log" &
+"$bin/holdfastd" --data "$data" --listen 127.0.0.1:0 --agents-listen 127.0.0.1:0 2>"$work/holdfastd.log" &
 daemon_pid=$!
 for _ in $(seq 1 100); do
   [[ -s $data/run/api.addr ]] && break

@@ -17,6 +17,8 @@ import (
 	"fmt"
 	"io"
 	"path"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/holdfast/holdfast/agent/change"
@@ -54,6 +56,9 @@ type MasterRole struct {
 	// SpoolMaxBytes caps the master's spool for this root; 0 is the
 	// agent's default.
 	SpoolMaxBytes int64 `json:"spool_max_bytes,omitempty"`
+	// Difference, when not 0, asks for a difference report of this role,
+	// answered once per number in a Report's Differences.
+	Difference uint64 `json:"difference,omitempty"`
 }
 
 // ReplicaRole is one session the host receives and applies.
@@ -74,6 +79,29 @@ type Report struct {
 	// EventsDropped counts events the agent could not keep while the
 	// appliance was unreachable.
 	EventsDropped int `json:"events_dropped,omitempty"`
+	// Differences answer the difference reports asked for.
+	Differences []DifferenceReport `json:"differences,omitempty"`
+}
+
+// MaxDifferences bounds the entries of one difference report; the rest is
+// counted as left out.
+const MaxDifferences = 2000
+
+// DifferenceReport is what differs between a master root and its replica,
+// as the master agent found it.
+type DifferenceReport struct {
+	Session string            `json:"session"`
+	Request uint64            `json:"request"`
+	Entries []DifferenceEntry `json:"entries"`
+	LeftOut int               `json:"left_out,omitempty"` // entries beyond MaxDifferences
+	Error   string            `json:"error,omitempty"`    // why no report could be made
+}
+
+// DifferenceEntry is one difference.
+type DifferenceEntry struct {
+	Path   string `json:"path"`
+	Kind   string `json:"kind"`
+	Detail string `json:"detail,omitempty"`
 }
 
 // RoleStatus is how one role stands.
@@ -131,14 +159,29 @@ var eventKinds = map[replication.NoticeKind]EventKind{
 	replication.NoticeNotAuthorized:   EventNotAuthorized,
 }
 
+// Printable makes s fit a report: control characters and invalid UTF-8
+// are escaped as Go does in quoted strings, and the result is cut to the
+// length a report accepts. File names may hold any byte but '/' and NUL;
+// one odd name must not make every report of its agent unacceptable.
+func Printable(s string) string {
+	if checkText("", s) != nil {
+		q := strconv.Quote(s)
+		s = q[1 : len(q)-1]
+	}
+	if len(s) > maxText {
+		s = strings.ToValidUTF8(s[:maxText-3], "") + "..."
+	}
+	return s
+}
+
 // EventFromNotice turns an engine's notice into an event of session.
 func EventFromNotice(session string, n replication.Notice, now time.Time) Event {
-	e := Event{Time: now, Session: session, Kind: eventKinds[n.Kind], Path: n.Path, Text: n.Text}
+	e := Event{Time: now, Session: session, Kind: eventKinds[n.Kind], Path: Printable(n.Path), Text: Printable(n.Text)}
 	if e.Kind == "" {
 		e.Kind = EventError
 	}
 	if n.Err != nil {
-		e.Error = n.Err.Error()
+		e.Error = Printable(n.Err.Error())
 	}
 	if n.Kind == replication.NoticeSyncDone {
 		s := n.Sync
@@ -280,6 +323,28 @@ func (r Report) Check() error {
 	}
 	if r.EventsDropped < 0 {
 		return errors.New("events_dropped: negative")
+	}
+	if len(r.Differences) > MaxRoles {
+		return fmt.Errorf("%d difference reports; at most %d", len(r.Differences), MaxRoles)
+	}
+	for i, d := range r.Differences {
+		f := fmt.Sprintf("differences[%d]", i)
+		if err := checkSession(d.Session); err != nil {
+			return fmt.Errorf("%s.session: %w", f, err)
+		}
+		if len(d.Entries) > MaxDifferences || d.LeftOut < 0 {
+			return fmt.Errorf("%s: %d entries (at most %d), %d left out", f, len(d.Entries), MaxDifferences, d.LeftOut)
+		}
+		if err := checkText(f+".error", d.Error); err != nil {
+			return err
+		}
+		for j, e := range d.Entries {
+			for _, t := range []struct{ name, v string }{{"path", e.Path}, {"kind", e.Kind}, {"detail", e.Detail}} {
+				if err := checkText(fmt.Sprintf("%s.entries[%d].%s", f, j, t.name), t.v); err != nil {
+					return err
+				}
+			}
+		}
 	}
 	return nil
 }

@@ -228,3 +228,25 @@ func TestClientAndHandler(t *testing.T) {
 		t.Fatal("a certificate from another CA got assignments")
 	}
 }
+
+func TestPrintable(t *testing.T) {
+	long := strings.Repeat("é", maxText)
+	for _, in := range []string{"plain/name.txt", "new\nline", "bad\xffbyte", "tab\there", "\x1b[31mred", long} {
+		out := Printable(in)
+		if err := checkText("x", out); err != nil || len(out) > maxText {
+			t.Errorf("Printable(%q) = %q: %v (len %d)", in, out, err, len(out))
+		}
+	}
+	if Printable("plain/name.txt") != "plain/name.txt" {
+		t.Error("a printable name was changed")
+	}
+	if got := Printable("new\nline"); got != `new\nline` {
+		t.Errorf("Printable(new\\nline) = %q", got)
+	}
+	// A notice about a file with a newline in its name still makes an
+	// acceptable report.
+	e := EventFromNotice("s1-0-0", replication.Notice{Kind: replication.NoticeError, Path: "a\nb", Err: errors.New("x\ny")}, time.Time{})
+	if err := (Report{Roles: []RoleStatus{}, Events: []Event{e}}).Check(); err != nil {
+		t.Fatalf("report with an odd file name refused: %v", err)
+	}
+}

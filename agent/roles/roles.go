@@ -19,6 +19,7 @@ import (
 	"github.com/holdfast/holdfast/agent/capture"
 	"github.com/holdfast/holdfast/agent/control"
 	"github.com/holdfast/holdfast/agent/replication"
+	"github.com/holdfast/holdfast/agent/treesync"
 )
 
 // Links opens the connections roles need. They are the transport's
@@ -52,6 +53,7 @@ type Runner struct {
 	replicas map[string]*replicaRun
 	events   []control.Event
 	dropped  int
+	diffs    []control.DifferenceReport // answered, not yet reported
 	closed   bool
 }
 
@@ -69,6 +71,7 @@ type masterRun struct {
 	retryAt  time.Time
 	suspend  bool // the suspension last applied to the engine
 	attempts int
+	diffSeen uint64 // the last difference report asked for and taken on
 }
 
 type replicaRun struct {
@@ -171,6 +174,10 @@ func (r *Runner) Apply(ctx context.Context, a control.Assignments) {
 		if eng != nil {
 			m.suspend = want.Suspended
 		}
+		if want.Difference != 0 && want.Difference != m.diffSeen {
+			m.diffSeen = want.Difference
+			go r.difference(want, m.replica, eng != nil, m.failure)
+		}
 		r.mu.Unlock()
 		if eng != nil && suspendNow {
 			if want.Suspended {
@@ -182,10 +189,50 @@ func (r *Runner) Apply(ctx context.Context, a control.Assignments) {
 	}
 }
 
-// sameMaster: a change of suspension does not restart an engine.
+// sameMaster: a change of suspension, or a request for a difference
+// report, does not restart an engine.
 func sameMaster(a, b control.MasterRole) bool {
 	a.Suspended, b.Suspended = false, false
+	a.Difference, b.Difference = 0, 0
 	return a == b
+}
+
+// difference compares role's root with its replica, as it is right now,
+// changing nothing, and queues the answer for the next report.
+func (r *Runner) difference(role control.MasterRole, replica replication.Replica, running bool, failure string) {
+	rep := control.DifferenceReport{Session: role.Session, Request: role.Difference, Entries: []control.DifferenceEntry{}}
+	defer func() {
+		r.mu.Lock()
+		r.diffs = append(r.diffs, rep)
+		r.mu.Unlock()
+	}()
+	if !running {
+		rep.Error = control.Printable("the master role is not running: " + failure)
+		return
+	}
+	master, mp, err := treesync.Scan(role.Root, treesync.ScanOptions{})
+	if err != nil {
+		rep.Error = control.Printable(fmt.Sprintf("scan master %s: %v", role.Root, err))
+		return
+	}
+	theirs, rp, err := replica.Scan()
+	if err != nil {
+		rep.Error = control.Printable(fmt.Sprintf("scan replica: %v", err))
+		return
+	}
+	add := func(e control.DifferenceEntry) {
+		if len(rep.Entries) >= control.MaxDifferences {
+			rep.LeftOut++
+			return
+		}
+		rep.Entries = append(rep.Entries, e)
+	}
+	for _, p := range append(mp, rp...) {
+		add(control.DifferenceEntry{Path: control.Printable(p.Path), Kind: "unreadable", Detail: control.Printable(p.Err.Error())})
+	}
+	for _, d := range treesync.Compare(master, theirs) {
+		add(control.DifferenceEntry{Path: control.Printable(d.Path), Kind: d.Kind.String(), Detail: control.Printable(d.String())})
+	}
 }
 
 func (r *Runner) master(s string) *masterRun {
@@ -267,7 +314,7 @@ func (r *Runner) startMaster(ctx context.Context, m *masterRun) {
 	}
 	if report {
 		r.opts.Logger.Error("master role cannot start", "session", role.Session, "err", err)
-		r.event(control.Event{Time: time.Now(), Session: role.Session, Kind: control.EventRoleFailed, Error: err.Error()})
+		r.event(control.Event{Time: time.Now(), Session: role.Session, Kind: control.EventRoleFailed, Error: control.Printable(err.Error())})
 	}
 }
 
@@ -310,7 +357,7 @@ func (r *Runner) stopMaster(session string, m *masterRun) {
 	}
 	err := stopEngine(eng, replica, stopGrace)
 	if err != nil {
-		r.event(control.Event{Time: time.Now(), Session: session, Kind: control.EventError, Error: "stop: " + err.Error()})
+		r.event(control.Event{Time: time.Now(), Session: session, Kind: control.EventError, Error: control.Printable("stop: " + err.Error())})
 	}
 	r.opts.Logger.Info("master role stopped", "session", session, "err", err)
 }
@@ -367,7 +414,7 @@ func (r *Runner) startReplica(role control.ReplicaRole) {
 			if err.Error() != last {
 				last = err.Error()
 				r.opts.Logger.Error("replica role failed", "session", role.Session, "err", err)
-				r.event(control.Event{Time: time.Now(), Session: role.Session, Kind: control.EventRoleFailed, Error: err.Error()})
+				r.event(control.Event{Time: time.Now(), Session: role.Session, Kind: control.EventRoleFailed, Error: control.Printable(err.Error())})
 			}
 			select {
 			case <-ctx.Done():
@@ -398,8 +445,8 @@ func (r *Runner) Report() control.Report {
 	for k, v := range r.replicas {
 		replicas[k] = v
 	}
-	rep := control.Report{Roles: []control.RoleStatus{}, Events: r.events, EventsDropped: r.dropped}
-	r.events, r.dropped = nil, 0
+	rep := control.Report{Roles: []control.RoleStatus{}, Events: r.events, EventsDropped: r.dropped, Differences: r.diffs}
+	r.events, r.dropped, r.diffs = nil, 0, nil
 	r.mu.Unlock()
 
 	for _, s := range sortedKeys(masters) {
@@ -414,6 +461,7 @@ func (r *Runner) Report() control.Report {
 		case failure != "":
 			st = replication.Status{Phase: replication.PhaseProblem, Problem: failure}
 		}
+		st.Problem = control.Printable(st.Problem)
 		rep.Roles = append(rep.Roles, control.RoleStatus{Session: s, Role: "master", Status: st})
 	}
 	for _, s := range sortedKeys(replicas) {
@@ -421,7 +469,7 @@ func (r *Runner) Report() control.Report {
 		rr.mu.Lock()
 		st := replication.Status{Phase: replication.PhaseReplicating}
 		if !rr.serving {
-			st = replication.Status{Phase: replication.PhaseProblem, Problem: rr.problem}
+			st = replication.Status{Phase: replication.PhaseProblem, Problem: control.Printable(rr.problem)}
 		}
 		rep.Roles = append(rep.Roles, control.RoleStatus{Session: s, Role: "replica", Status: st, LastApplied: rr.applied})
 		rr.mu.Unlock()
@@ -434,6 +482,7 @@ func (r *Runner) Report() control.Report {
 func (r *Runner) Requeue(rep control.Report) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	r.diffs = append(append([]control.DifferenceReport{}, rep.Differences...), r.diffs...)
 	r.events = append(append([]control.Event{}, rep.Events...), r.events...)
 	r.dropped += rep.EventsDropped
 	if over := len(r.events) - r.opts.MaxEvents; over > 0 {

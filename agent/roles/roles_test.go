@@ -323,3 +323,53 @@ func TestStopDoesNotWaitForAStuckReplica(t *testing.T) {
 		t.Fatalf("engine phase after stop: %s", eng.Status().Phase)
 	}
 }
+
+func TestDifferenceReportIsAnsweredOnce(t *testing.T) {
+	dir := t.TempDir()
+	root := filepath.Join(dir, "root")
+	if err := os.MkdirAll(filepath.Join(root, "d"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(root, "d", "a"), []byte("a"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	links := &localLinks{dir: filepath.Join(dir, "replicas"), serves: map[string]int{}}
+	r := New(links, Options{SpoolDir: filepath.Join(dir, "spool"), Capture: capture.Inotify})
+	defer r.Close()
+	role := control.MasterRole{Scenario: "sc", Session: "s1-0-0", Root: root, Peer: "vault@127.0.0.1:1"}
+	ctx := context.Background()
+	r.Apply(ctx, control.Assignments{Masters: []control.MasterRole{role}})
+	replicaFile := filepath.Join(links.dir, "s1-0-0", "d", "a")
+	waitFor(t, "the first synchronization", func() bool { _, err := os.Stat(replicaFile); return err == nil })
+	// Someone removes a file on the replica behind replication's back.
+	if err := os.Remove(replicaFile); err != nil {
+		t.Fatal(err)
+	}
+	role.Difference = 7
+	var got []control.DifferenceReport
+	for i := 0; i < 3; i++ {
+		r.Apply(ctx, control.Assignments{Masters: []control.MasterRole{role}})
+	}
+	waitFor(t, "the difference report", func() bool {
+		got = append(got, r.Report().Differences...)
+		return len(got) > 0
+	})
+	if len(got) != 1 || got[0].Request != 7 || got[0].Error != "" {
+		t.Fatalf("difference reports = %+v", got)
+	}
+	found := false
+	for _, e := range got[0].Entries {
+		if e.Path == "d/a" && e.Kind == "missing on replica" {
+			found = true
+		}
+	}
+	if !found {
+		t.Fatalf("the removed file is not in the report: %+v", got[0].Entries)
+	}
+	// The request did not restart the engine, and is not answered twice.
+	r.Apply(ctx, control.Assignments{Masters: []control.MasterRole{role}})
+	time.Sleep(200 * time.Millisecond)
+	if again := r.Report().Differences; len(again) != 0 {
+		t.Fatalf("answered again: %+v", again)
+	}
+}

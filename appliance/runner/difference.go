@@ -2,6 +2,7 @@ package runner
 
 import (
 	"fmt"
+	"time"
 
 	"github.com/holdfast/holdfast/agent/treesync"
 	"github.com/holdfast/holdfast/appliance/messages"
@@ -26,6 +27,21 @@ func (r *Runner) Difference(name string) (Difference, error) {
 	sc, err := r.lookup(name)
 	if err != nil {
 		return Difference{}, err
+	}
+	remote, err := r.remote(sc)
+	if err != nil {
+		return Difference{}, err
+	}
+	if remote {
+		r.mu.Lock()
+		run := r.running[sc.ID]
+		r.mu.Unlock()
+		if run == nil {
+			// The master's tree is on the master: its agent makes the
+			// report, and it is told to only while the scenario runs.
+			return Difference{}, messages.New(messages.ScenarioNotRunning, name)
+		}
+		return r.remoteDifference(run, 60*time.Second)
 	}
 	var out Difference
 	for _, rep := range sc.Replicas {

@@ -128,8 +128,10 @@ func (r *Runner) Assignments(host string) control.Assignments {
 		}
 	}
 	suspended := make(map[uint64]bool, len(runs))
+	diffReq := make(map[uint64]uint64, len(runs))
 	for _, run := range runs {
 		suspended[run.sc.ID] = run.suspended
+		diffReq[run.sc.ID] = run.diffReq
 	}
 	r.mu.Unlock()
 
@@ -146,6 +148,7 @@ func (r *Runner) Assignments(host string) control.Assignments {
 							Peer:          r.peerName(rep.Host) + "@" + addr,
 							Suspended:     suspended[sc.ID],
 							SpoolMaxBytes: r.opts.SpoolMaxBytes,
+							Difference:    diffReq[sc.ID],
 						})
 					}
 				}
@@ -170,6 +173,12 @@ func (r *Runner) Report(ctx context.Context, host string, rep control.Report) {
 	}
 	r.mu.Lock()
 	r.hosts[host] = &hostReport{seen: time.Now(), data: rep.DataAddress, roles: roles}
+	for _, d := range rep.Differences {
+		id, _, _, ok := parseSession(d.Session)
+		if run := r.running[id]; ok && run != nil && run.diffReq != 0 && d.Request == run.diffReq {
+			run.diffs[d.Session] = d
+		}
+	}
 	r.mu.Unlock()
 	if rep.EventsDropped > 0 {
 		r.rec.Record(ctx, messages.AgentEventsDropped, host, rep.EventsDropped)
@@ -300,4 +309,61 @@ func (r *Runner) hostKey(host string) string {
 		return r.opts.Remote.Self
 	}
 	return host
+}
+
+// remoteDifference asks the master agent for the difference report of each
+// root and replica, and waits up to limit for the answers: only the master
+// can read its own tree, and only it can ask its replicas.
+func (r *Runner) remoteDifference(run *scenarioRun, limit time.Duration) (Difference, error) {
+	sc := run.sc
+	r.mu.Lock()
+	req := uint64(time.Now().UnixNano()) // never a number an agent answered before a restart
+	run.diffReq, run.diffs = req, map[string]control.DifferenceReport{}
+	r.mu.Unlock()
+	defer func() {
+		r.mu.Lock()
+		if run.diffReq == req {
+			run.diffReq, run.diffs = 0, nil
+		}
+		r.mu.Unlock()
+	}()
+	want := len(sc.Replicas) * len(sc.Roots)
+	deadline := time.Now().Add(limit)
+	for {
+		r.mu.Lock()
+		got := make(map[string]control.DifferenceReport, len(run.diffs))
+		for k, v := range run.diffs {
+			got[k] = v
+		}
+		r.mu.Unlock()
+		if len(got) >= want {
+			return differenceOf(sc, got)
+		}
+		if time.Now().After(deadline) {
+			return Difference{}, messages.New(messages.ReplicationFailed, sc.Name,
+				fmt.Errorf("master agent %s answered %d of %d difference reports within %s; check that it runs ('holdfast scenario status %s')", sc.MasterHost, len(got), want, limit, sc.Name))
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+func differenceOf(sc catalog.Scenario, got map[string]control.DifferenceReport) (Difference, error) {
+	var out Difference
+	for ri, rep := range sc.Replicas {
+		for oi, root := range sc.Roots {
+			d := got[sessionName(sc.ID, ri, oi)]
+			dir := rep.Host + ":" + ReplicaDir(rep.Target, sc.Roots, root)
+			if d.Error != "" {
+				return Difference{}, messages.New(messages.ReplicationFailed, sc.Name, fmt.Errorf("difference report of %s to %s: %s", root, dir, d.Error))
+			}
+			for _, e := range d.Entries {
+				out.Entries = append(out.Entries, DifferenceEntry{Root: root, ReplicaDir: dir, Path: e.Path, Kind: e.Kind, Detail: e.Detail})
+			}
+			if d.LeftOut > 0 {
+				out.Entries = append(out.Entries, DifferenceEntry{Root: root, ReplicaDir: dir, Kind: "left out",
+					Detail: fmt.Sprintf("%d more differences not listed", d.LeftOut)})
+			}
+		}
+	}
+	return out, nil
 }

@@ -210,3 +210,51 @@ func TestParseSession(t *testing.T) {
 		}
 	}
 }
+
+func TestRemoteDifferenceAsksTheMaster(t *testing.T) {
+	ctx := context.Background()
+	r, cat, _ := newRemoteRunner(t, "10.0.0.1:7431")
+	sc := createScenario(t, cat, "branch", "shop1", []string{"/srv/a"}, catalog.Replica{Host: "localhost", Target: "/r"})
+	if _, err := r.Difference("branch"); messages.CodeOf(err) != messages.ScenarioNotRunning {
+		t.Fatalf("difference of a stopped remote scenario = %v, want %s", err, messages.ScenarioNotRunning)
+	}
+	if err := r.Run(ctx, "branch"); err != nil {
+		t.Fatal(err)
+	}
+	session := sessionName(sc.ID, 0, 0)
+	// Play the master agent: answer the request its assignment carries.
+	go func() {
+		for i := 0; i < 100; i++ {
+			a := r.Assignments("shop1")
+			if len(a.Masters) == 1 && a.Masters[0].Difference != 0 {
+				r.Report(ctx, "shop1", control.Report{Differences: []control.DifferenceReport{
+					{Session: session, Request: a.Masters[0].Difference - 1, Entries: []control.DifferenceEntry{{Path: "stale", Kind: "x"}}},
+					{Session: session, Request: a.Masters[0].Difference, Entries: []control.DifferenceEntry{{Path: "docs/a", Kind: "missing on replica"}}, LeftOut: 3},
+				}})
+				return
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}()
+	d, err := r.Difference("branch")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(d.Entries) != 2 || d.Entries[0].Path != "docs/a" || d.Entries[0].ReplicaDir != "localhost:/r" || d.Entries[1].Kind != "left out" {
+		t.Fatalf("difference = %+v", d.Entries)
+	}
+	if a := r.Assignments("shop1"); a.Masters[0].Difference != 0 {
+		t.Fatalf("the request stays in the assignment after it was answered: %+v", a.Masters[0])
+	}
+	// A master that does not answer makes a clear error, not a hang.
+	start := time.Now()
+	r.mu.Lock()
+	run := r.running[sc.ID]
+	r.mu.Unlock()
+	if _, err := r.remoteDifference(run, 300*time.Millisecond); err == nil || !strings.Contains(err.Error(), "answered 0 of 1") {
+		t.Fatalf("unanswered difference = %v", err)
+	}
+	if time.Since(start) > 20*time.Second {
+		t.Fatal("unanswered difference did not give up")
+	}
+}

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/holdfast/holdfast/agent/capture"
+	"github.com/holdfast/holdfast/agent/control"
 	"github.com/holdfast/holdfast/agent/replication"
 	"github.com/holdfast/holdfast/appliance/activity"
 	"github.com/holdfast/holdfast/appliance/catalog"
@@ -54,6 +55,10 @@ type scenarioRun struct {
 	// suspended is what their assignments say.
 	remote    bool
 	suspended bool
+	// diffReq is the difference report asked of the master agent (0:
+	// none), diffs its answers by session.
+	diffReq uint64
+	diffs   map[string]control.DifferenceReport
 }
 
 // pair is one master root replicated to one replica directory.

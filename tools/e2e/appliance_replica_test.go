@@ -1,0 +1,131 @@
+package e2e
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/holdfast/holdfast/appliance/api"
+)
+
+// startLocal runs a program on this host, its output kept in logFile.
+func startLocal(t *testing.T, logFile, name string, args ...string) *proc {
+	t.Helper()
+	f, err := os.OpenFile(logFile, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	cmd := exec.Command(name, args...)
+	cmd.Stdout, cmd.Stderr = f, f
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("start %s: %v", name, err)
+	}
+	p := &proc{cmd: cmd, log: logFile}
+	t.Cleanup(func() { p.kill(syscall.SIGKILL) })
+	return p
+}
+
+// TestAgentReplicatesToTheAppliance is the branch-office set-up: a master
+// agent replicates to the appliance itself, which receives through its own
+// transport (replication.listen), so backups can be taken from it.
+func TestAgentReplicatesToTheAppliance(t *testing.T) {
+	base := t.TempDir()
+	logs := filepath.Join(base, "logs")
+	if err := os.Mkdir(logs, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if t.Failed() {
+			for _, f := range []string{"holdfastd", "shop1"} {
+				b, _ := os.ReadFile(filepath.Join(logs, f+".log"))
+				if len(b) > 5000 {
+					b = b[len(b)-5000:]
+				}
+				t.Logf("--- end of %s log:\n%s", f, b)
+			}
+		}
+	})
+	data := filepath.Join(base, "appliance")
+	conf := filepath.Join(base, "holdfastd.toml")
+	writeFile(t, conf, fmt.Sprintf("data_dir = %q\nhost_name = \"vault\"\n[plugins]\ndirs = [%q]\n", data, bins.plugins))
+	startLocal(t, filepath.Join(logs, "holdfastd.log"), bins.holdfastd, "--config", conf,
+		"--listen", "127.0.0.1:0", "--agents-listen", "127.0.0.1:0", "--replication-listen", "127.0.0.1:0")
+	waitFor(t, "holdfastd to receive replication", 30*time.Second, func() bool {
+		_, err := os.Stat(filepath.Join(data, "run", "data.addr"))
+		return err == nil
+	})
+	cli := func(args ...string) []byte {
+		t.Helper()
+		cmd := exec.Command(bins.holdfast, append([]string{"--data", data}, args...)...)
+		var stderr bytes.Buffer
+		cmd.Stderr = &stderr
+		out, err := cmd.Output()
+		if err != nil {
+			t.Fatalf("holdfast %s: %v\n%s%s", strings.Join(args, " "), err, out, stderr.Bytes())
+		}
+		return out
+	}
+	var tok api.AgentToken
+	if err := json.Unmarshal(cli("--json", "agent", "token", "shop1"), &tok); err != nil {
+		t.Fatal(err)
+	}
+	state := filepath.Join(base, "agent")
+	if out, err := exec.Command(bins.agent, "enroll", "--appliance", tok.Appliance, "--server-name", tok.ServerName,
+		"--token", tok.Token, "--fingerprint", tok.CAFingerprint, "--host", "shop1", "--state", state).CombinedOutput(); err != nil {
+		t.Fatalf("enroll: %v\n%s", err, out)
+	}
+	startLocal(t, filepath.Join(logs, "shop1.log"), bins.agent, "run", "--state", state, "--plugins", bins.plugins, "--poll", "500ms")
+
+	root := filepath.Join(base, "master")
+	target := filepath.Join(base, "replica")
+	seedTree(t, root)
+	def := filepath.Join(base, "branch.json")
+	writeFile(t, def, fmt.Sprintf(`{"name":"branch","type":"fileserver","master":{"host":"shop1","roots":[%q]},"replicas":[{"host":"localhost","target":%q}]}`, root, target))
+	cli("scenario", "create", "-f", def)
+	cli("scenario", "run", "branch")
+	identical := func() bool {
+		a, errA := treeDigest(root)
+		b, errB := treeDigest(target, ".holdfast")
+		return errA == nil && errB == nil && slicesEqual(a, b)
+	}
+	status := func() api.ScenarioStatus {
+		var st api.ScenarioStatus
+		if err := json.Unmarshal(cli("--json", "scenario", "status", "branch"), &st); err != nil {
+			t.Fatal(err)
+		}
+		return st
+	}
+	waitFor(t, "the first synchronization to the appliance", 60*time.Second, func() bool {
+		return status().State == "running" && identical()
+	})
+	// Live changes arrive too, and the appliance shows their lag.
+	writeFile(t, filepath.Join(root, "dept0", "docs", "new.txt"), "written after the synchronization")
+	if err := os.Rename(filepath.Join(root, "dept1", "docs", "file02.dat"), filepath.Join(root, "dept2", "moved.dat")); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the live changes", 30*time.Second, identical)
+	waitFor(t, "the master's report of the changes", 10*time.Second, func() bool {
+		st := status()
+		return len(st.Pairs) == 1 && st.Pairs[0].Changes >= 2 && st.Pairs[0].LagP99MS > 0
+	})
+	// The difference report is made by the master agent, which reads the
+	// master and asks the replica: a file changed behind replication's
+	// back on the appliance shows, and nothing else does.
+	if out := string(cli("report", "difference", "branch")); strings.Contains(out, "new.txt") {
+		t.Fatalf("difference report of identical trees lists new.txt:\n%s", out)
+	}
+	if err := os.WriteFile(filepath.Join(target, "dept0", "docs", "new.txt"), []byte("tampered on the replica"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if out := string(cli("report", "difference", "branch")); !strings.Contains(out, "dept0/docs/new.txt") {
+		t.Fatalf("difference report does not show the tampered file:\n%s", out)
+	}
+}
