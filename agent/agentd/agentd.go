@@ -158,7 +158,14 @@ func poll(ctx context.Context, client *control.Client, run *roles.Runner, cfg Co
 	rep := run.Report()
 	rep.DataAddress = dataAddress(cfg, addrFile)
 	if err := client.Report(ctx, rep); err != nil {
-		run.Requeue(rep)
+		var refused *control.RefusedError
+		if errors.As(err, &refused) {
+			// Sending it again would be refused again and block every
+			// later report: its events stay in this agent's log only.
+			cfg.Logger.Error("appliance refused a report; its events are dropped", "err", err, "events", len(rep.Events))
+		} else {
+			run.Requeue(rep)
+		}
 		errs = append(errs, err)
 	}
 	return errors.Join(errs...)

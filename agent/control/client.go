@@ -63,8 +63,19 @@ func (c *Client) Report(ctx context.Context, r Report) error {
 	return nil
 }
 
+// RefusedError is the appliance's answer to a request it understood and
+// would not take (4xx): sending the same again will not help.
+type RefusedError struct {
+	Status  string
+	Message string
+}
+
+func (e *RefusedError) Error() string {
+	return "appliance answered " + e.Status + ": " + e.Message
+}
+
 // do sends req and turns any answer but 2xx into an error carrying the
-// appliance's own words.
+// appliance's own words; 4xx answers are *RefusedError.
 func (c *Client) do(req *http.Request) (*http.Response, error) {
 	resp, err := c.http.Do(req)
 	if err != nil {
@@ -73,6 +84,9 @@ func (c *Client) do(req *http.Request) (*http.Response, error) {
 	if resp.StatusCode/100 != 2 {
 		defer resp.Body.Close()
 		msg, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
+		if resp.StatusCode/100 == 4 {
+			return nil, fmt.Errorf("%s %s: %w", req.Method, req.URL.Path, &RefusedError{Status: resp.Status, Message: string(bytes.TrimSpace(msg))})
+		}
 		return nil, fmt.Errorf("%s %s: appliance answered %s: %s", req.Method, req.URL.Path, resp.Status, bytes.TrimSpace(msg))
 	}
 	return resp, nil

@@ -201,8 +201,9 @@ func TestClientAndHandler(t *testing.T) {
 	}
 	// A malformed report is refused with the reason.
 	err = c.Report(ctx, Report{Roles: []RoleStatus{{Session: "s1", Role: "boss"}}})
-	if err == nil || !strings.Contains(err.Error(), "400") || !strings.Contains(err.Error(), "boss") {
-		t.Fatalf("bad report = %v, want a 400 naming the field", err)
+	var refused *RefusedError
+	if !errors.As(err, &refused) || !strings.Contains(err.Error(), "400") || !strings.Contains(err.Error(), "boss") {
+		t.Fatalf("bad report = %v, want a RefusedError (400) naming the field", err)
 	}
 	// A client with a certificate from another CA gets nothing.
 	other, err := pki.OpenCA(filepath.Join(dir, "other-ca"))
