@@ -1,0 +1,68 @@
+package agentd
+
+import (
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/holdfast/holdfast/agent/control"
+)
+
+func TestAssignmentsSurviveARestart(t *testing.T) {
+	dir := t.TempDir()
+	if a, err := loadAssignments(dir); err != nil || len(a.Masters)+len(a.Replicas) != 0 {
+		t.Fatalf("no file yet: %+v, %v; want nothing to run", a, err)
+	}
+	want := control.Assignments{
+		Masters:  []control.MasterRole{{Scenario: "s", Session: "s1-0-0", Root: "/srv", Peer: "vault@10.0.0.1:7431", Suspended: true}},
+		Replicas: []control.ReplicaRole{},
+	}
+	if err := saveAssignments(dir, want); err != nil {
+		t.Fatal(err)
+	}
+	st, err := os.Stat(filepath.Join(dir, AssignmentsFile))
+	if err != nil || st.Mode().Perm() != 0o600 {
+		t.Fatalf("assignments file: %v, mode %v; want 0600", err, st.Mode().Perm())
+	}
+	got, err := loadAssignments(dir)
+	if err != nil || len(got.Masters) != 1 || got.Masters[0] != want.Masters[0] {
+		t.Fatalf("loaded %+v, %v", got, err)
+	}
+	// A damaged file is an error, not an empty set of roles that would
+	// stop replication silently.
+	if err := os.WriteFile(filepath.Join(dir, AssignmentsFile), []byte(`{"masters":[{"root":"relative"}]}`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := loadAssignments(dir); err == nil {
+		t.Fatal("a damaged assignments file loaded")
+	}
+}
+
+func TestDataAddress(t *testing.T) {
+	dir := t.TempDir()
+	file := filepath.Join(dir, "data.addr")
+	for _, c := range []struct {
+		name     string
+		cfg      Config
+		fileBody string
+		wantAddr string
+	}{
+		{"master only", Config{}, "", ""},
+		{"advertised", Config{DataListen: "0.0.0.0:7431", DataAdvertise: "dc2.example:7431"}, "0.0.0.0:7431\n", "dc2.example:7431"},
+		{"bound, from the transport", Config{DataListen: "127.0.0.1:0"}, "127.0.0.1:40001\n", "127.0.0.1:40001"},
+		{"fixed port before the transport wrote", Config{DataListen: "10.0.0.2:7431"}, "", "10.0.0.2:7431"},
+		{"port 0 before the transport wrote", Config{DataListen: "127.0.0.1:0"}, "", ""},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			os.Remove(file)
+			if c.fileBody != "" {
+				if err := os.WriteFile(file, []byte(c.fileBody), 0o600); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if got := dataAddress(c.cfg, file); got != c.wantAddr {
+				t.Fatalf("dataAddress = %q, want %q", got, c.wantAddr)
+			}
+		})
+	}
+}
