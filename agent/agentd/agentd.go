@@ -49,6 +49,10 @@ type Config struct {
 	DataListen    string
 	DataAdvertise string
 	PollEvery     time.Duration // 0: 2 s
+	// Bandwidth is the weekly schedule limiting what this host sends
+	// (agent/throttle's syntax, e.g. "mon-fri 08:00-18:00 2MiB/s; * unlimited");
+	// "" is unlimited.
+	Bandwidth string
 	Capture       capture.Backend
 	Logger        *slog.Logger
 	// Links builds the connections roles use from the configured
@@ -90,6 +94,9 @@ func Run(ctx context.Context, cfg Config) error {
 		return fmt.Errorf("transport %s: %w", cfg.Transport, err)
 	}
 	settings := map[string]string{"identity_dir": cfg.StateDir}
+	if cfg.Bandwidth != "" {
+		settings["bandwidth"] = cfg.Bandwidth
+	}
 	addrFile := filepath.Join(cfg.StateDir, DataAddrFile)
 	if cfg.DataListen != "" {
 		if err := os.MkdirAll(filepath.Dir(addrFile), 0o700); err != nil {

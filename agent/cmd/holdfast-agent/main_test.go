@@ -19,6 +19,12 @@ func TestDispatch(t *testing.T) {
 		{[]string{"enroll", "-h"}, 0, "--appliance"},
 		{[]string{"enroll", "extra"}, 2, "unexpected argument"},
 		{[]string{"enroll", "--host", "web1", "--appliance", "127.0.0.1:1", "--fingerprint", "12"}, 1, "--fingerprint"},
+		{[]string{"run", "-h"}, 0, "--listen"},
+		{[]string{"run", "extra"}, 2, "unexpected argument"},
+		{[]string{"run", "--capture", "dnotify"}, 2, "--capture"},
+		{[]string{"run", "--log-level", "loud"}, 2, "--log-level"},
+		{[]string{"run", "--bandwidth", "mon-fri 9-17 2MiB/s"}, 2, "--bandwidth: rule 1"},
+		{[]string{"run", "--state", "/nonexistent/holdfast-agent"}, 1, "holdfast-agent enroll"},
 	}
 	for _, tt := range tests {
 		t.Run(strings.Join(tt.args, " "), func(t *testing.T) {

@@ -14,6 +14,7 @@ import (
 	"github.com/holdfast/holdfast/agent/capture"
 	"github.com/holdfast/holdfast/agent/remote"
 	"github.com/holdfast/holdfast/agent/roles"
+	"github.com/holdfast/holdfast/agent/throttle"
 	"github.com/holdfast/holdfast/plugins/sdk"
 )
 
@@ -35,6 +36,7 @@ func runAgent(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	fs.StringVar(&cfg.DataListen, "listen", "", "HOST:PORT where this host receives replication as a replica (empty: master only)")
 	fs.StringVar(&cfg.DataAdvertise, "advertise", "", "HOST:PORT masters dial to reach --listen, when it differs")
 	fs.DurationVar(&cfg.PollEvery, "poll", 2*time.Second, "how often to ask the appliance for roles and report")
+	fs.StringVar(&cfg.Bandwidth, "bandwidth", "", `weekly limit on what this host sends, e.g. "mon-fri 08:00-18:00 2MiB/s; * unlimited" (default unlimited)`)
 	fs.StringVar(&backend, "capture", "auto", "change capture: auto, fanotify or inotify")
 	fs.StringVar(&level, "log-level", "info", "debug, info, warn or error")
 	fs.Usage = func() {
@@ -62,6 +64,12 @@ func runAgent(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		return 2
 	}
 	cfg.Capture = b
+	if cfg.Bandwidth != "" {
+		if _, err := throttle.Parse(cfg.Bandwidth, nil); err != nil {
+			fmt.Fprintf(stderr, "holdfast-agent run: --bandwidth: %v\n", err)
+			return 2
+		}
+	}
 	cfg.PluginDirs = strings.Split(plugins, ",")
 	cfg.Logger = slog.New(slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: lv}))
 	cfg.Links = func(tr sdk.Transport, self string) roles.Links {
