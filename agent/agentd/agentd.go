@@ -53,8 +53,8 @@ type Config struct {
 	// (agent/throttle's syntax, e.g. "mon-fri 08:00-18:00 2MiB/s; * unlimited");
 	// "" is unlimited.
 	Bandwidth string
-	Capture       capture.Backend
-	Logger        *slog.Logger
+	Capture   capture.Backend
+	Logger    *slog.Logger
 	// Links builds the connections roles use from the configured
 	// transport; self is this host's enrolled name.
 	Links func(tr sdk.Transport, self string) roles.Links
