@@ -244,6 +244,12 @@ func TestSuspendSpoolsAndResumeDrains(t *testing.T) {
 	}
 	h.eng.Resume()
 	h.waitIdentical()
+	// The spool's acknowledgement is written behind the sender, so it may
+	// trail the replica by a moment.
+	deadline = time.Now().Add(10 * time.Second)
+	for h.eng.Status().SpoolPending != 0 && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+	}
 	if st := h.eng.Status(); st.SpoolPending != 0 {
 		t.Errorf("spool not drained: %+v", st)
 	}
