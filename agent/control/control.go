@@ -56,6 +56,9 @@ type MasterRole struct {
 	// SpoolMaxBytes caps the master's spool for this root; 0 is the
 	// agent's default.
 	SpoolMaxBytes int64 `json:"spool_max_bytes,omitempty"`
+	// Sync is how synchronization sends files: "auto", "file" or
+	// "block" ("" is auto).
+	Sync string `json:"sync,omitempty"`
 	// Difference, when not 0, asks for a difference report of this role,
 	// answered once per number in a Report's Differences.
 	Difference uint64 `json:"difference,omitempty"`
@@ -267,6 +270,11 @@ func (a Assignments) Check() error {
 		}
 		if m.SpoolMaxBytes < 0 {
 			return fmt.Errorf("%s.spool_max_bytes: negative", f)
+		}
+		switch m.Sync {
+		case "", "auto", "file", "block":
+		default:
+			return fmt.Errorf("%s.sync: %q; want auto, file or block", f, m.Sync)
 		}
 	}
 	for i, r := range a.Replicas {

@@ -24,6 +24,7 @@ type Scenario struct {
 	AssuredRecovery bool                `json:"assured_recovery"`
 	Suspend         bool                `json:"suspend"`
 	SnapshotsKeep   uint32              `json:"snapshots_keep"`
+	Sync            string              `json:"sync"`
 	Created         time.Time           `json:"created"`
 	Updated         time.Time           `json:"updated"`
 	Entities        []Entity            `json:"entities,omitempty"`
@@ -52,7 +53,7 @@ func scenarioOut(sc catalog.Scenario, ents []catalog.Entity) Scenario {
 	out := Scenario{
 		ID: sc.ID, Name: sc.Name, Type: sc.Type, State: string(sc.State),
 		Master:          scenarios.Master{Host: sc.MasterHost, Roots: sc.Roots},
-		AssuredRecovery: sc.AssuredRecovery, Suspend: sc.Suspend, SnapshotsKeep: sc.SnapshotsKeep,
+		AssuredRecovery: sc.AssuredRecovery, Suspend: sc.Suspend, SnapshotsKeep: sc.SnapshotsKeep, Sync: syncMode(sc.SyncMode),
 		Created: sc.Created, Updated: sc.Updated,
 		Replicas: []scenarios.Replica{},
 	}
@@ -191,4 +192,12 @@ func logFilter(r *http.Request) (catalog.ActivityFilter, error) {
 		f.Limit = n
 	}
 	return f, nil
+}
+
+// syncMode shows a scenario stored before the mode existed as auto.
+func syncMode(m string) string {
+	if m == "" {
+		return "auto"
+	}
+	return m
 }

@@ -79,7 +79,8 @@ func decodeMarker(key, value []byte) error {
 
 // Scenario: 1 name, 2 type, 3 master_host, 4 roots (repeated), 5 replicas
 // (repeated {1 host, 2 target}), 6 assured_recovery, 7 suspend,
-// 8 snapshots_keep, 9 state, 10 created, 11 updated. The ID is in the key.
+// 8 snapshots_keep, 9 state, 10 created, 11 updated, 12 sync_mode. The ID
+// is in the key.
 // The name is stored too because the key is by ID.
 func encodeScenario(s Scenario) []byte {
 	var b []byte
@@ -99,6 +100,7 @@ func encodeScenario(s Scenario) []byte {
 	b = putString(b, 9, string(s.State))
 	b = putTime(b, 10, s.Created)
 	b = putTime(b, 11, s.Updated)
+	b = putString(b, 12, s.SyncMode)
 	return seal(kindScenario, b)
 }
 
@@ -134,6 +136,8 @@ func decodeScenario(key, value []byte, id uint64) (Scenario, error) {
 			s.Created, err = f.time()
 		case 11:
 			s.Updated, err = f.time()
+		case 12:
+			s.SyncMode, err = f.str()
 		}
 		return err
 	})

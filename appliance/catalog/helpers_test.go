@@ -40,6 +40,7 @@ func sampleScenario() Scenario {
 		AssuredRecovery: true,
 		Suspend:         true,
 		SnapshotsKeep:   5,
+		SyncMode:        "block",
 		State:           StateRunning,
 		Created:         sampleTime,
 		Updated:         sampleTime.Add(time.Hour),

@@ -68,9 +68,12 @@ type Scenario struct {
 	AssuredRecovery bool   // prove the application on a snapshot before backup
 	Suspend         bool   // suspend replication for the snapshot when AR is off
 	SnapshotsKeep   uint32 // replica snapshots kept; oldest replaced
-	State           ScenarioState
-	Created         time.Time
-	Updated         time.Time
+	// SyncMode chooses how synchronization sends files: "" or "auto"
+	// (whole below a size, block-level above), "file" or "block".
+	SyncMode string
+	State    ScenarioState
+	Created  time.Time
+	Updated  time.Time
 }
 
 // Entity is the unit of backup and restore inside a scenario, as its handler

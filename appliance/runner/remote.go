@@ -149,6 +149,7 @@ func (r *Runner) Assignments(host string) control.Assignments {
 							Suspended:     suspended[sc.ID],
 							SpoolMaxBytes: r.opts.SpoolMaxBytes,
 							Difference:    diffReq[sc.ID],
+							Sync:          sc.SyncMode,
 						})
 					}
 				}

@@ -28,6 +28,11 @@ type Definition struct {
 	// and suspending replication for a snapshot is the way that always works.
 	Suspend       *bool  `json:"suspend,omitempty" toml:"suspend"`
 	SnapshotsKeep uint32 `json:"snapshots_keep,omitempty" toml:"snapshots_keep"`
+	// Sync chooses how synchronization sends a file that differs: "auto"
+	// (the default: whole up to 1 MiB, only changed blocks above), "file"
+	// (always whole: fast LANs, many small files) or "block" (changed
+	// blocks whenever the replica has a version: slow WANs).
+	Sync string `json:"sync,omitempty" toml:"sync"`
 }
 
 // Master is the production host and the directories protected on it.
@@ -160,6 +165,13 @@ func (d *Definition) NormalizeFor(hosts Hosts) error {
 	if d.SnapshotsKeep > 1000 {
 		return fieldErr("snapshots_keep", "%d; at most 1000", d.SnapshotsKeep)
 	}
+	switch d.Sync {
+	case "":
+		d.Sync = "auto"
+	case "auto", "file", "block":
+	default:
+		return fieldErr("sync", "%q; use auto (whole small files, changed blocks of large ones), file or block", d.Sync)
+	}
 	return nil
 }
 
@@ -238,6 +250,7 @@ func (d *Definition) Record() catalog.Scenario {
 		AssuredRecovery: d.AssuredRecovery,
 		Suspend:         d.Suspend != nil && *d.Suspend,
 		SnapshotsKeep:   d.SnapshotsKeep,
+		SyncMode:        d.Sync,
 		State:           catalog.StateStopped,
 	}
 	for _, r := range d.Replicas {

@@ -42,6 +42,7 @@ func TestNormalize(t *testing.T) {
 		{name: "replica containing master root", mutate: func(d *Definition) { d.Replicas[0].Target = "/srv" }, field: "replicas[0].target"},
 		{name: "duplicate replica", mutate: func(d *Definition) { d.Replicas = append(d.Replicas, d.Replicas[0]) }, field: "replicas[1]"},
 		{name: "too many snapshots", mutate: func(d *Definition) { d.SnapshotsKeep = 5000 }, field: "snapshots_keep"},
+		{name: "unknown sync mode", mutate: func(d *Definition) { d.Sync = "rsync" }, field: "sync", problem: "auto"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -78,6 +79,9 @@ func TestNormalizeDefaults(t *testing.T) {
 	}
 	if d.SnapshotsKeep != DefaultSnapshotsKeep {
 		t.Errorf("snapshots_keep = %d", d.SnapshotsKeep)
+	}
+	if d.Sync != "auto" || d.Record().SyncMode != "auto" {
+		t.Errorf("sync = %q, want auto by default", d.Sync)
 	}
 	ar := validDef()
 	ar.AssuredRecovery = true

@@ -88,6 +88,7 @@ file override its values.`,
 	f.BoolVar(&def.AssuredRecovery, "assured-recovery", false, "prove the application on a snapshot before each backup")
 	f.BoolVar(&noSuspend, "no-suspend", false, "do not suspend replication for backup snapshots (needs --assured-recovery)")
 	f.Uint32Var(&def.SnapshotsKeep, "snapshots", 0, "replica snapshots to keep (default 10)")
+	f.StringVar(&def.Sync, "sync", "", "how synchronization sends files that differ: auto (default; whole up to 1 MiB, changed blocks above), file or block")
 	return cmd
 }
 
@@ -108,6 +109,9 @@ func mergeFlags(cmd *cobra.Command, def *scenarios.Definition, flags scenarios.D
 	}
 	if set("snapshots") {
 		def.SnapshotsKeep = flags.SnapshotsKeep
+	}
+	if set("sync") {
+		def.Sync = flags.Sync
 	}
 }
 
@@ -206,6 +210,7 @@ func (a *app) scenarioShowCmd() *cobra.Command {
 				}
 				fmt.Fprintf(w, "Backup image:\t%s\n", consistency)
 				fmt.Fprintf(w, "Snapshots kept:\t%d\n", s.SnapshotsKeep)
+				fmt.Fprintf(w, "Synchronization:\t%s\n", s.Sync)
 				fmt.Fprintf(w, "Created:\t%s\n", s.Created.Local().Format("2006-01-02 15:04:05"))
 				printEntities(w, s.Entities)
 			})
