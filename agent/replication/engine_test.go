@@ -244,6 +244,13 @@ func TestSuspendSpoolsAndResumeDrains(t *testing.T) {
 	}
 	h.eng.Resume()
 	h.waitIdentical()
+	// The files are visible on the replica before ApplyBatch returns (it
+	// still syncs their directories), and acknowledgements are written
+	// behind the sender: the spool drains a little after.
+	deadline = time.Now().Add(10 * time.Second)
+	for h.eng.Status().SpoolPending != 0 && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+	}
 	if st := h.eng.Status(); st.SpoolPending != 0 {
 		t.Errorf("spool not drained: %+v", st)
 	}
