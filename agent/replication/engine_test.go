@@ -244,8 +244,9 @@ func TestSuspendSpoolsAndResumeDrains(t *testing.T) {
 	}
 	h.eng.Resume()
 	h.waitIdentical()
-	// The spool's acknowledgement is written behind the sender, so it may
-	// trail the replica by a moment.
+	// The files are visible on the replica before ApplyBatch returns (it
+	// still syncs their directories), and acknowledgements are written
+	// behind the sender: the spool drains a little after.
 	deadline = time.Now().Add(10 * time.Second)
 	for h.eng.Status().SpoolPending != 0 && time.Now().Before(deadline) {
 		time.Sleep(20 * time.Millisecond)

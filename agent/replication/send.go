@@ -166,8 +166,12 @@ func (a *acker) stop() {
 // copy) must not block everything behind it: it is skipped, reported, and
 // its path resynchronized. Running out of space is not for good: it is
 // returned so the batch is retried once space comes back.
+//
+// Replacements of a file that a later one in the batch supersedes are not
+// sent (see superseded); they count as applied with the batch.
 func (e *Engine) applyBatch(batch []change.Change) error {
-	err := e.cfg.Replica.ApplyBatch(batch)
+	sent := superseded(batch)
+	err := e.cfg.Replica.ApplyBatch(sent)
 	if err == nil {
 		e.account(batch)
 		return nil
@@ -176,7 +180,7 @@ func (e *Engine) applyBatch(batch []change.Change) error {
 		return err
 	}
 	// Find the change at fault by applying one at a time.
-	for _, c := range batch {
+	for _, c := range sent {
 		if c.Seq <= e.cfg.Replica.LastApplied() {
 			continue
 		}

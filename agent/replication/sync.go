@@ -6,6 +6,7 @@ import (
 	"io/fs"
 	"sort"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/holdfast/holdfast/agent/capture"
@@ -44,7 +45,10 @@ func (e *Engine) synchronize(ctx context.Context, rel string, emit func(change.C
 
 	var b *batcher
 	if emit == nil {
-		b = &batcher{e: e, max: e.cfg.BatchMax}
+		b = newBatcher(e)
+		// Whatever way this returns, the applier is stopped first;
+		// after a successful flush there is nothing left to discard.
+		defer b.close(true)
 		emit = b.add
 	}
 	planner := treesync.Planner{
@@ -78,32 +82,119 @@ func (e *Engine) synchronize(ctx context.Context, rel string, emit func(change.C
 	return st, nil
 }
 
+// Limits of the synchronization pipeline: the changes and payload bytes of
+// one batch, and the batches prepared ahead of the one being applied. At
+// most syncAhead+2 batches exist at once (one applied, syncAhead waiting,
+// one being filled), so the planner holds up to that many times
+// syncBatchBytes of file data.
+const (
+	syncBatchBytes = 64 << 20
+	syncAhead      = 1
+)
+
 // batcher sends synchronization changes straight to the replica: they do
 // not need the spool, since a synchronization interrupted by a crash is
-// simply run again.
+// simply run again. Batches are applied by a goroutine of its own, in the
+// order they were filled, so that the planner reads and encodes the next
+// batch from the master while the replica applies (and syncs) the current
+// one. Only one ApplyBatch is ever in progress: every batch is durable on
+// the replica before the next one is applied.
 type batcher struct {
 	e     *Engine
 	max   int
 	batch []change.Change
 	bytes int
+
+	queue   chan []change.Change
+	failed  chan struct{} // closed when the applier stops on an error
+	done    chan struct{} // closed when the applier goroutine has returned
+	err     error         // the applier's error; read after failed or done
+	discard atomic.Bool   // set when the planner gave up: apply nothing more
+	closed  bool
+}
+
+func newBatcher(e *Engine) *batcher {
+	b := &batcher{
+		e: e, max: e.cfg.BatchMax,
+		queue:  make(chan []change.Change, syncAhead),
+		failed: make(chan struct{}),
+		done:   make(chan struct{}),
+	}
+	go b.apply()
+	return b
+}
+
+// apply applies the queued batches in order. After a failure it applies
+// nothing more (later changes may depend on the failed ones) and only
+// empties the queue until it is closed.
+func (b *batcher) apply() {
+	defer close(b.done)
+	for batch := range b.queue {
+		if b.err != nil || b.discard.Load() {
+			continue
+		}
+		if err := b.e.applyBatch(batch); err != nil {
+			b.err = err
+			close(b.failed)
+		}
+	}
 }
 
 func (b *batcher) add(c change.Change) error {
 	b.batch = append(b.batch, c)
 	b.bytes += len(c.Data)
-	if len(b.batch) >= b.max || b.bytes >= 64<<20 {
-		return b.flush()
+	if len(b.batch) >= b.max || b.bytes >= syncBatchBytes {
+		return b.send()
 	}
 	return nil
 }
 
-func (b *batcher) flush() error {
+// send hands the batch being filled to the applier, waiting while
+// syncAhead batches are queued already. It returns the applier's error,
+// if it failed, so that the planner stops.
+func (b *batcher) send() error {
 	if len(b.batch) == 0 {
 		return nil
 	}
-	err := b.e.applyBatch(b.batch)
-	b.batch, b.bytes = b.batch[:0], 0
+	select {
+	case <-b.failed:
+		return b.err
+	default:
+	}
+	select {
+	case b.queue <- b.batch:
+	case <-b.failed:
+		return b.err
+	}
+	// The applier owns the sent slice now: fill a new one.
+	b.batch, b.bytes = make([]change.Change, 0, len(b.batch)), 0
+	return nil
+}
+
+// flush sends what is left and returns once every batch is durable on the
+// replica, with the applier's error if one failed.
+func (b *batcher) flush() error {
+	err := b.send()
+	b.close(false)
+	if b.err != nil {
+		return b.err
+	}
 	return err
+}
+
+// close stops the applier and waits for it: after the batches already
+// queued, or, with discard, after the one it is applying (the planner
+// failed or the engine is stopping, and the synchronization will be run
+// again). It is safe to call more than once.
+func (b *batcher) close(discard bool) {
+	if discard {
+		b.discard.Store(true)
+	}
+	if !b.closed {
+		b.closed = true
+		close(b.queue)
+	}
+	<-b.done
 }
 
 func (e *Engine) reportProblems(side string, problems []*treesync.ScanError) {
