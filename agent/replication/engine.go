@@ -31,6 +31,7 @@ import (
 	"github.com/holdfast/holdfast/agent/apply"
 	"github.com/holdfast/holdfast/agent/capture"
 	"github.com/holdfast/holdfast/agent/spool"
+	"github.com/holdfast/holdfast/agent/treesync"
 	"github.com/holdfast/holdfast/plugins/sdk"
 )
 
@@ -87,6 +88,9 @@ type Config struct {
 	BatchMax      int           // changes applied per replica call; 0: 512
 	RetryEvery    time.Duration // retry interval after a replica failure; 0: 2 s
 	Notify        func(Notice)  // called from the engine's goroutines
+	// SyncMode is how synchronization sends files that differ:
+	// treesync.ModeAuto (when empty), ModeFile or ModeBlock.
+	SyncMode string
 }
 
 // Engine replicates one root.
@@ -153,6 +157,11 @@ func Start(cfg Config) (*Engine, error) {
 	}
 	if cfg.Notify == nil {
 		cfg.Notify = func(Notice) {}
+	}
+	switch cfg.SyncMode {
+	case "", treesync.ModeAuto, treesync.ModeFile, treesync.ModeBlock:
+	default:
+		return nil, fmt.Errorf("synchronization mode %q: want auto, file or block", cfg.SyncMode)
 	}
 	sp, err := spool.Open(cfg.SpoolDir, spool.Options{MaxBytes: cfg.SpoolMaxBytes})
 	if err != nil {

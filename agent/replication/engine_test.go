@@ -435,3 +435,47 @@ func TestRefusedRenameRepairsItsDestination(t *testing.T) {
 		t.Error("the refused rename was not reported")
 	}
 }
+
+// TestSyncModeChoosesHowFilesAreSent: with the replica holding an older
+// version of a small file, auto and file send it whole, block sends only
+// what changed; an unknown mode is refused before anything starts.
+func TestSyncModeChoosesHowFilesAreSent(t *testing.T) {
+	for _, c := range []struct {
+		mode         string
+		whole, block int64
+	}{
+		{"", 1, 0},
+		{treesync.ModeAuto, 1, 0},
+		{treesync.ModeFile, 1, 0},
+		{treesync.ModeBlock, 0, 1},
+	} {
+		t.Run("mode "+c.mode, func(t *testing.T) {
+			h := newHarness(t, capture.Inotify)
+			old := bytes.Repeat([]byte("0123456789abcdef"), 16<<10) // 256 KiB
+			cur := append([]byte{}, old...)
+			copy(cur[100<<10:], "changed in the middle")
+			must(t, os.WriteFile(h.path("doc.bin"), cur, 0o644))
+			must(t, os.MkdirAll(h.replica, 0o700))
+			must(t, os.WriteFile(filepath.Join(h.replica, "doc.bin"), old, 0o644))
+			rep, err := OpenLocal(h.replica)
+			must(t, err)
+			eng, err := Start(Config{Root: h.master, Replica: rep, SpoolDir: h.spool, Backend: capture.Inotify, SyncMode: c.mode, Notify: h.notices.add})
+			must(t, err)
+			h.eng, h.rep = eng, rep
+			t.Cleanup(h.stop)
+			h.waitIdentical()
+			h.waitPhase(PhaseReplicating)
+			st := eng.Status().Sync
+			if st.FilesWhole != c.whole || st.FilesBlock != c.block {
+				t.Fatalf("sync sent %d whole, %d block-level; want %d and %d (%s)", st.FilesWhole, st.FilesBlock, c.whole, c.block, st)
+			}
+		})
+	}
+	h := newHarness(t, capture.Inotify)
+	rep, err := OpenLocal(h.replica)
+	must(t, err)
+	defer rep.Close()
+	if _, err := Start(Config{Root: h.master, Replica: rep, SpoolDir: h.spool, SyncMode: "rsync"}); err == nil || !strings.Contains(err.Error(), "rsync") {
+		t.Fatalf("Start with an unknown mode = %v", err)
+	}
+}

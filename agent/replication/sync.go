@@ -53,6 +53,7 @@ func (e *Engine) synchronize(ctx context.Context, rel string, emit func(change.C
 	}
 	planner := treesync.Planner{
 		MasterRoot: e.cfg.Root,
+		Mode:       e.cfg.SyncMode,
 		Signature:  e.cfg.Replica.Signature,
 		Emit: func(c change.Change) error {
 			if ctx.Err() != nil {

@@ -329,7 +329,7 @@ func (r *Runner) openMaster(ctx context.Context, role control.MasterRole) (*repl
 	}
 	eng, err := replication.Start(replication.Config{
 		Root: role.Root, Replica: replica, SpoolDir: filepath.Join(r.opts.SpoolDir, role.Session),
-		SpoolMaxBytes: spoolMax, Backend: r.opts.Capture, Notify: r.notifier(role.Session),
+		SpoolMaxBytes: spoolMax, Backend: r.opts.Capture, Notify: r.notifier(role.Session), SyncMode: role.Sync,
 	})
 	if err != nil {
 		replica.Close()

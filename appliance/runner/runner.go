@@ -151,7 +151,7 @@ func (r *Runner) start(ctx context.Context, sc catalog.Scenario) error {
 			spoolDir := filepath.Join(r.spools, strconv.FormatUint(sc.ID, 10), fmt.Sprintf("r%d-%d", ri, oi))
 			eng, err := replication.Start(replication.Config{
 				Root: root, Replica: local, SpoolDir: spoolDir, Backend: r.opts.Capture, SpoolMaxBytes: r.opts.SpoolMaxBytes,
-				Notify: r.notifier(sc.Name, root, p.replicaDir),
+				Notify: r.notifier(sc.Name, root, p.replicaDir), SyncMode: sc.SyncMode,
 			})
 			if err != nil {
 				local.Close()
