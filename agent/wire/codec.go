@@ -52,6 +52,12 @@ func Unmarshal(b []byte) (Message, error) {
 	if body[1] != formatVersion {
 		return nil, invalid("format version %d; this build reads %d", body[1], formatVersion)
 	}
+	if Kind(body[2]) != KindApply && len(b) > MaxReply {
+		// Only an Apply carries file data; everything else is a reply
+		// (one ack's payload) or a request as small. Bounding them here
+		// bounds what their decoders allocate.
+		return nil, invalid("%v message of %d bytes; at most %d", Kind(body[2]), len(b), MaxReply)
+	}
 	fields := body[header:]
 	switch Kind(body[2]) {
 	case KindHello:
@@ -371,9 +377,40 @@ func (m ScanPage) appendFields(b []byte) []byte {
 	return putBool(b, 5, m.More)
 }
 
+// maxScanItems bounds the entries and problems of one ScanPage. A server
+// charges every item at least 8 bytes of a page's MaxPage (an entry
+// encodes to 5 bytes at least, a problem is charged 16), so a real page
+// never holds more.
+const maxScanItems = MaxPage / 8
+
 func decodeScanPage(b []byte) (Message, error) {
+	// Count first, so that the slices are allocated once at their size:
+	// an item in memory is many times larger than its smallest encoding,
+	// and growing by appending would allocate twice that again.
+	var entries, problems int
+	err := eachField(b, func(num protowire.Number, _ uint64, _ []byte) error {
+		switch num {
+		case 2:
+			entries++
+		case 3:
+			problems++
+		}
+		if entries+problems > maxScanItems {
+			return invalid("more than %d entries and problems in one scan page", maxScanItems)
+		}
+		return nil
+	})
+	if err != nil {
+		return ScanPage{}, err
+	}
 	var m ScanPage
-	err := eachField(b, func(num protowire.Number, v uint64, p []byte) error {
+	if entries > 0 {
+		m.Entries = make([]treesync.Entry, 0, entries)
+	}
+	if problems > 0 {
+		m.Problems = make([]Problem, 0, problems)
+	}
+	err = eachField(b, func(num protowire.Number, v uint64, p []byte) error {
 		switch num {
 		case 1:
 			m.ID = v
