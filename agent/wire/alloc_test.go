@@ -2,8 +2,11 @@ package wire
 
 import (
 	"bytes"
+	"fmt"
 	"runtime"
 	"testing"
+
+	"github.com/holdfast/holdfast/agent/change"
 )
 
 // allocated reports the bytes allocated by one call of fn.
@@ -55,5 +58,41 @@ func TestHostileAllocation(t *testing.T) {
 				t.Errorf("%d-byte message made the decoder allocate %d bytes; at most %d", len(c.msg), got, c.limit)
 			}
 		})
+	}
+}
+
+// TestLargeApplyCopies checks that a large Apply is not copied over and
+// over while it is encoded and reassembled: that is the cost of every
+// byte a remote replica receives.
+func TestLargeApplyCopies(t *testing.T) {
+	var m Apply
+	for i := range 12 {
+		m.Changes = append(m.Changes, change.Change{Seq: uint64(i + 1), Op: change.OpReplaceFile,
+			Path: fmt.Sprintf("d/f%d", i), Data: bytes.Repeat([]byte{byte(i)}, 5<<20), Mode: 0o644})
+	}
+	var enc []byte
+	got := allocated(func() { enc = Marshal(m) })
+	if limit := uint64(len(enc)) * 11 / 10; got > limit {
+		t.Errorf("Marshal of a %d-byte Apply allocated %d bytes; at most %d", len(enc), got, limit)
+	}
+	frames := Split(enc)
+	var out []byte
+	got = allocated(func() {
+		var a Assembler
+		for _, f := range frames {
+			msg, done, err := a.Add(f)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if done {
+				out = msg
+			}
+		}
+	})
+	if limit := uint64(len(enc)) * 9 / 4; got > limit {
+		t.Errorf("reassembling a %d-byte message from %d fragments allocated %d bytes; at most %d", len(enc), len(frames), got, limit)
+	}
+	if !bytes.Equal(out, enc) {
+		t.Fatal("reassembled message differs")
 	}
 }

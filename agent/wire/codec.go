@@ -28,7 +28,14 @@ var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 
 // Marshal encodes m.
 func Marshal(m Message) []byte {
-	b := []byte{magic, formatVersion, byte(m.Kind())}
+	size := 64
+	if a, ok := m.(Apply); ok {
+		// An Apply carries file data, up to MaxMessage bytes: growing the
+		// buffer by appending would copy it several times over.
+		size = a.sizeBound()
+	}
+	b := make([]byte, 0, header+size+trailer)
+	b = append(b, magic, formatVersion, byte(m.Kind()))
 	b = m.appendFields(b)
 	return binary.LittleEndian.AppendUint32(b, crc32.Checksum(b, castagnoli))
 }
@@ -210,11 +217,29 @@ func (m HelloReply) appendFields(b []byte) []byte { return putUint(b, 1, m.LastA
 func (m Applied) appendFields(b []byte) []byte    { return putUint(b, 1, m.LastApplied) }
 
 func (m Apply) appendFields(b []byte) []byte {
+	var enc []byte // reused: one change's encoding, before its length
 	for _, c := range m.Changes {
+		enc = c.Append(enc[:0])
 		b = protowire.AppendTag(b, 1, protowire.BytesType)
-		b = protowire.AppendBytes(b, c.Marshal())
+		b = protowire.AppendBytes(b, enc)
 	}
 	return b
+}
+
+// changeOverhead bounds what a change's encoding adds to its strings and
+// bytes: magic and version, twelve numbers as tag and varint, six tags
+// and lengths, the checksum, and the field tag and length around it in an
+// Apply.
+const changeOverhead = 2 + 12*(1+10) + 6*(1+5) + 4 + 1 + 5
+
+// sizeBound is at least the length of m's fields.
+func (m Apply) sizeBound() int {
+	n := 0
+	for i := range m.Changes {
+		c := &m.Changes[i]
+		n += changeOverhead + len(c.Path) + len(c.NewPath) + len(c.Target) + len(c.Data) + len(c.XattrName) + len(c.XattrValue)
+	}
+	return n
 }
 
 func decodeApply(b []byte) (Message, error) {
