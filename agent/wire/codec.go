@@ -28,7 +28,14 @@ var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 
 // Marshal encodes m.
 func Marshal(m Message) []byte {
-	b := []byte{magic, formatVersion, byte(m.Kind())}
+	size := 64
+	if a, ok := m.(Apply); ok {
+		// An Apply carries file data, up to MaxMessage bytes: growing the
+		// buffer by appending would copy it several times over.
+		size = a.sizeBound()
+	}
+	b := make([]byte, 0, header+size+trailer)
+	b = append(b, magic, formatVersion, byte(m.Kind()))
 	b = m.appendFields(b)
 	return binary.LittleEndian.AppendUint32(b, crc32.Checksum(b, castagnoli))
 }
@@ -51,6 +58,12 @@ func Unmarshal(b []byte) (Message, error) {
 	}
 	if body[1] != formatVersion {
 		return nil, invalid("format version %d; this build reads %d", body[1], formatVersion)
+	}
+	if Kind(body[2]) != KindApply && len(b) > MaxReply {
+		// Only an Apply carries file data; everything else is a reply
+		// (one ack's payload) or a request as small. Bounding them here
+		// bounds what their decoders allocate.
+		return nil, invalid("%v message of %d bytes; at most %d", Kind(body[2]), len(b), MaxReply)
 	}
 	fields := body[header:]
 	switch Kind(body[2]) {
@@ -204,11 +217,29 @@ func (m HelloReply) appendFields(b []byte) []byte { return putUint(b, 1, m.LastA
 func (m Applied) appendFields(b []byte) []byte    { return putUint(b, 1, m.LastApplied) }
 
 func (m Apply) appendFields(b []byte) []byte {
+	var enc []byte // reused: one change's encoding, before its length
 	for _, c := range m.Changes {
+		enc = c.Append(enc[:0])
 		b = protowire.AppendTag(b, 1, protowire.BytesType)
-		b = protowire.AppendBytes(b, c.Marshal())
+		b = protowire.AppendBytes(b, enc)
 	}
 	return b
+}
+
+// changeOverhead bounds what a change's encoding adds to its strings and
+// bytes: magic and version, twelve numbers as tag and varint, six tags
+// and lengths, the checksum, and the field tag and length around it in an
+// Apply.
+const changeOverhead = 2 + 12*(1+10) + 6*(1+5) + 4 + 1 + 5
+
+// sizeBound is at least the length of m's fields.
+func (m Apply) sizeBound() int {
+	n := 0
+	for i := range m.Changes {
+		c := &m.Changes[i]
+		n += changeOverhead + len(c.Path) + len(c.NewPath) + len(c.Target) + len(c.Data) + len(c.XattrName) + len(c.XattrValue)
+	}
+	return n
 }
 
 func decodeApply(b []byte) (Message, error) {
@@ -371,9 +402,40 @@ func (m ScanPage) appendFields(b []byte) []byte {
 	return putBool(b, 5, m.More)
 }
 
+// maxScanItems bounds the entries and problems of one ScanPage. A server
+// charges every item at least 8 bytes of a page's MaxPage (an entry
+// encodes to 5 bytes at least, a problem is charged 16), so a real page
+// never holds more.
+const maxScanItems = MaxPage / 8
+
 func decodeScanPage(b []byte) (Message, error) {
+	// Count first, so that the slices are allocated once at their size:
+	// an item in memory is many times larger than its smallest encoding,
+	// and growing by appending would allocate twice that again.
+	var entries, problems int
+	err := eachField(b, func(num protowire.Number, _ uint64, _ []byte) error {
+		switch num {
+		case 2:
+			entries++
+		case 3:
+			problems++
+		}
+		if entries+problems > maxScanItems {
+			return invalid("more than %d entries and problems in one scan page", maxScanItems)
+		}
+		return nil
+	})
+	if err != nil {
+		return ScanPage{}, err
+	}
 	var m ScanPage
-	err := eachField(b, func(num protowire.Number, v uint64, p []byte) error {
+	if entries > 0 {
+		m.Entries = make([]treesync.Entry, 0, entries)
+	}
+	if problems > 0 {
+		m.Problems = make([]Problem, 0, problems)
+	}
+	err = eachField(b, func(num protowire.Number, v uint64, p []byte) error {
 		switch num {
 		case 1:
 			m.ID = v

@@ -78,8 +78,13 @@ func (a *Assembler) Add(payload []byte) (msg []byte, done bool, err error) {
 		a.buf = nil
 		return nil, false, invalid("message longer than %d bytes", MaxMessage)
 	}
-	if a.buf == nil {
-		a.buf = make([]byte, 0, len(data))
+	if need := len(a.buf) + len(data); need > cap(a.buf) || a.buf == nil {
+		// Doubling, where append grows large slices by a quarter: a
+		// message of many fragments is then copied about once, not
+		// four times over.
+		grown := make([]byte, len(a.buf), min(max(need, 2*cap(a.buf)), MaxMessage))
+		copy(grown, a.buf)
+		a.buf = grown
 	}
 	a.buf = append(a.buf, data...)
 	if payload[2]&flagMore != 0 {

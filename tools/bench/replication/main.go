@@ -1,5 +1,7 @@
 // Command replication measures continuous replication (agent/replication)
-// with a local replica on the same machine: the lag from a write on the
+// with a replica on the same machine, either opened directly
+// (-transport local, replication.LocalReplica) or on the other side of the
+// real TCP transport over loopback (-transport tcp, see tcpLink): the lag from a write on the
 // master to its arrival on the replica, and the rate of the initial
 // synchronization of a populated master into an empty replica. run.sh
 // drives it and runs `cp -a` beside it.
@@ -13,7 +15,7 @@
 //	                 write R small files a second for T on a live engine and
 //	                 time each one's arrival on the replica
 //
-// Every mode prints one line of key=value pairs for run.sh to parse.
+// -transport applies to throughput and lag. Every mode prints one line of key=value pairs for run.sh to parse.
 package main
 
 import (
@@ -49,6 +51,7 @@ func main() {
 	replica := flag.String("replica", "", "throughput: the replica directory (empty or absent)")
 	spoolDir := flag.String("spool", "", "throughput: the engine's spool directory")
 	backendName := flag.String("backend", "auto", "capture backend: auto, inotify or fanotify")
+	flag.StringVar(&transport, "transport", "local", "throughput, lag: local (the replica opened in this process) or tcp (through two TCP transports over loopback)")
 	rate := flag.Int("rate", 1000, "lag: writes per second")
 	duration := flag.Duration("duration", 10*time.Second, "lag: how long to write")
 	size := flag.Int("size", 256, "lag: bytes per file")
@@ -66,6 +69,9 @@ func main() {
 	}
 
 	backend, err := parseBackend(*backendName)
+	if err == nil && transport != "local" && transport != "tcp" {
+		err = fmt.Errorf("unknown -transport %q: want local or tcp", transport)
+	}
 	if err == nil {
 		switch *mode {
 		case "gen":
@@ -215,16 +221,31 @@ func fillText(rng *rand.Rand, b []byte) {
 	}
 }
 
-// start opens the local replica and starts an engine on master with the
-// options the appliance would use, except a short retry interval.
-func start(master, replica, spoolDir string, backend capture.Backend) (*replication.Engine, *replication.LocalReplica, error) {
-	rep, err := replication.OpenLocal(replica)
-	if err != nil {
-		return nil, nil, fmt.Errorf("open replica: %w", err)
+// transport is the -transport flag: where the replica is.
+var transport string
+
+// openReplica opens the replica in dir as -transport says.
+func openReplica(dir string) (replication.Replica, error) {
+	if transport == "tcp" {
+		return dialTCP(dir)
 	}
-	var r replication.Replica = rep
+	rep, err := replication.OpenLocal(dir)
+	if err != nil {
+		return nil, fmt.Errorf("open replica: %w", err)
+	}
+	return rep, nil
+}
+
+// start opens the replica and starts an engine on master with the
+// options the appliance would use, except a short retry interval.
+func start(master, replica, spoolDir string, backend capture.Backend) (*replication.Engine, replication.Replica, error) {
+	rep, err := openReplica(replica)
+	if err != nil {
+		return nil, nil, err
+	}
+	r := rep
 	if *traceApply {
-		r = &tracedReplica{LocalReplica: rep, ops: map[string]int{}}
+		r = &tracedReplica{Replica: rep, ops: map[string]int{}}
 		traced = r.(*tracedReplica)
 	}
 	eng, err := replication.Start(replication.Config{Root: master, Replica: r, SpoolDir: spoolDir,
@@ -244,7 +265,7 @@ func start(master, replica, spoolDir string, backend capture.Backend) (*replicat
 	return eng, rep, nil
 }
 
-func stop(eng *replication.Engine, rep *replication.LocalReplica) error {
+func stop(eng *replication.Engine, rep replication.Replica) error {
 	var errs []error
 	if err := eng.Stop(); err != nil {
 		errs = append(errs, fmt.Errorf("stop engine: %w", err))
@@ -333,8 +354,8 @@ func throughput(master, replica, spoolDir string, backend capture.Backend, timeo
 	if err := stop(eng, rep); err != nil {
 		return err
 	}
-	fmt.Printf("backend=%s wall_s=%.3f identical_s=%.3f engine_sync_s=%.3f files_whole=%d bytes_whole=%d files_block=%d bytes_literal=%d\n",
-		st.Backend, syncDone.Seconds(), identical.Seconds(), st.Sync.Elapsed.Seconds(),
+	fmt.Printf("transport=%s backend=%s wall_s=%.3f identical_s=%.3f engine_sync_s=%.3f files_whole=%d bytes_whole=%d files_block=%d bytes_literal=%d\n",
+		transport, st.Backend, syncDone.Seconds(), identical.Seconds(), st.Sync.Elapsed.Seconds(),
 		st.Sync.FilesWhole, st.Sync.BytesWhole, st.Sync.FilesBlock, st.Sync.BytesLiteral)
 	return nil
 }
@@ -463,8 +484,8 @@ func runLag(eng *replication.Engine, master, replica string, rate int, duration 
 	}
 	slices.Sort(lags)
 	pct := func(p int) float64 { return ms(lags[min(len(lags)-1, len(lags)*p/100)]) }
-	return fmt.Sprintf("backend=%s writes=%d rate=%.0f behind=%d ext_p50_ms=%.2f ext_p99_ms=%.2f ext_max_ms=%.2f missing=%d early=%d eng_p50_ms=%.2f eng_p99_ms=%.2f eng_changes=%d spool_pending=%d",
-		st.Backend, n, float64(n)/writeTime.Seconds(), behind, pct(50), pct(99), pct(100), missing, early,
+	return fmt.Sprintf("transport=%s backend=%s writes=%d rate=%.0f behind=%d ext_p50_ms=%.2f ext_p99_ms=%.2f ext_max_ms=%.2f missing=%d early=%d eng_p50_ms=%.2f eng_p99_ms=%.2f eng_changes=%d spool_pending=%d",
+		transport, st.Backend, n, float64(n)/writeTime.Seconds(), behind, pct(50), pct(99), pct(100), missing, early,
 		ms(st.LagP50), ms(st.LagP99), st.Counters.Changes, st.SpoolPending), nil
 }
 
@@ -607,7 +628,7 @@ var (
 // tracedReplica counts what the engine asks of the replica, to find out
 // where apply time goes.
 type tracedReplica struct {
-	*replication.LocalReplica
+	replication.Replica
 	mu      sync.Mutex
 	calls   int
 	changes int
@@ -619,7 +640,7 @@ type tracedReplica struct {
 
 func (r *tracedReplica) ApplyBatch(cs []change.Change) error {
 	t0 := time.Now()
-	err := r.LocalReplica.ApplyBatch(cs)
+	err := r.Replica.ApplyBatch(cs)
 	d := time.Since(t0)
 	r.mu.Lock()
 	defer r.mu.Unlock()

@@ -1,6 +1,10 @@
 #!/usr/bin/env bash
-# Continuous replication benchmark (agent/replication), local replica on the
-# same machine.
+# Continuous replication benchmark (agent/replication), replica on the same
+# machine: for each transport in TRANSPORTS, either opened in the engine's
+# process (local) or behind two real TCP transports over loopback (tcp:
+# TLS 1.3 with enrolled identities, zstd, remote.Server/remote.Dial).
+# Transports alternate within each run, so that they share the machine's
+# moods.
 #
 # lag: for each capture backend in LAG_BACKENDS, REPS times: start an
 #   engine on a fresh master, write LAG_RATE small files a second for
@@ -16,12 +20,14 @@
 # A file still missing 30 s after the last write counts as infinitely
 # late (+Inf). Prints each run, the medians and, for throughput, our rate against cp's.
 #
-# Environment: MODES ("lag throughput"), REPS (3), LAG_RATE (1000),
+# Environment: MODES ("lag throughput"), TRANSPORTS ("local"; "local tcp"
+# for both), REPS (3), LAG_RATE (1000),
 # LAG_SECONDS (10), LAG_SIZE (256 bytes), LAG_BACKENDS ("auto inotify"),
 # TOTAL_MB (2048), TMPDIR (needs about 3x TOTAL_MB free).
 set -euo pipefail
 
 MODES=${MODES:-"lag throughput"}
+TRANSPORTS=${TRANSPORTS:-local}
 REPS=${REPS:-3}
 LAG_RATE=${LAG_RATE:-1000}
 LAG_SECONDS=${LAG_SECONDS:-10}
@@ -67,22 +73,26 @@ median() {
 begin=$(now)
 
 if [[ " $MODES " == *" lag "* ]]; then
-  echo "== lag: $LAG_RATE files/s of $LAG_SIZE bytes for $LAG_SECONDS s, backends: $LAG_BACKENDS"
+  echo "== lag: $LAG_RATE files/s of $LAG_SIZE bytes for $LAG_SECONDS s, backends: $LAG_BACKENDS, transports: $TRANSPORTS"
   for rep in $(seq "$REPS"); do
     for b in $LAG_BACKENDS; do
-      d=$work/lag-$b-$rep
-      mkdir -p "$d"
-      out=$("$bench" -mode lag -backend "$b" -dir "$d" -rate "$LAG_RATE" -duration "${LAG_SECONDS}s" -size "$LAG_SIZE")
-      echo "   $b #$rep: $out"
-      echo "$(field ext_p50_ms "$out") $(field ext_p99_ms "$out") $(field eng_p50_ms "$out") $(field eng_p99_ms "$out") $(field rate "$out") $(field backend "$out") $(field missing "$out")" >>"$work/lag-$b"
-      rm -rf "$d"
+      for t in $TRANSPORTS; do
+        d=$work/lag-$b-$t-$rep
+        mkdir -p "$d"
+        out=$("$bench" -mode lag -transport "$t" -backend "$b" -dir "$d" -rate "$LAG_RATE" -duration "${LAG_SECONDS}s" -size "$LAG_SIZE")
+        echo "   $t $b #$rep: $out"
+        echo "$(field ext_p50_ms "$out") $(field ext_p99_ms "$out") $(field eng_p50_ms "$out") $(field eng_p99_ms "$out") $(field rate "$out") $(field backend "$out") $(field missing "$out")" >>"$work/lag-$b-$t"
+        rm -rf "$d"
+      done
     done
   done
   echo "== lag medians of $REPS runs (ms; ext: write closed on master -> complete in replica, via inotify; eng: engine's capture -> durable apply)"
-  printf '%-10s %-9s %10s %10s %10s %10s %8s %8s\n' asked backend ext_p50 ext_p99 eng_p50 eng_p99 rate/s missing
+  printf '%-9s %-10s %-9s %10s %10s %10s %10s %8s %8s\n' transport asked backend ext_p50 ext_p99 eng_p50 eng_p99 rate/s missing
   for b in $LAG_BACKENDS; do
-    printf '%-10s %-9s %10s %10s %10s %10s %8s %8s\n' "$b" "$(awk 'END { print $6 }' "$work/lag-$b")" \
-      "$(median "$work/lag-$b" 1)" "$(median "$work/lag-$b" 2)" "$(median "$work/lag-$b" 3)" "$(median "$work/lag-$b" 4)" "$(median "$work/lag-$b" 5)" "$(median "$work/lag-$b" 7)"
+    for t in $TRANSPORTS; do
+      printf '%-9s %-10s %-9s %10s %10s %10s %10s %8s %8s\n' "$t" "$b" "$(awk 'END { print $6 }' "$work/lag-$b-$t")" \
+        "$(median "$work/lag-$b-$t" 1)" "$(median "$work/lag-$b-$t" 2)" "$(median "$work/lag-$b-$t" 3)" "$(median "$work/lag-$b-$t" 4)" "$(median "$work/lag-$b-$t" 5)" "$(median "$work/lag-$b-$t" 7)"
+    done
   done
 fi
 
@@ -97,9 +107,9 @@ if [[ " $MODES " == *" throughput "* ]]; then
   run_hf() {
     local out
     drop_caches
-    out=$("$bench" -mode throughput -master "$src" -replica "$work/replica" -spool "$work/spool")
-    echo "   holdfast: $out"
-    echo "$(field identical_s "$out") $(field wall_s "$out")" >>"$work/tp-hf"
+    out=$("$bench" -mode throughput -transport "$1" -master "$src" -replica "$work/replica" -spool "$work/spool")
+    echo "   holdfast $1: $out"
+    echo "$(field identical_s "$out") $(field wall_s "$out")" >>"$work/tp-hf-$1"
     rm -rf "$work/replica" "$work/spool"
   }
   run_cp() {
@@ -118,17 +128,27 @@ if [[ " $MODES " == *" throughput "* ]]; then
     echo "== throughput round $rep of $REPS"
     # Alternate which goes first, so that neither always runs right after
     # the other's deletion and writeback.
-    if ((rep % 2)); then run_hf; run_cp; else run_cp; run_hf; fi
+    # The transports in the order given, forwards then backwards.
+    if ((rep % 2)); then
+      for t in $TRANSPORTS; do run_hf "$t"; done
+      run_cp
+    else
+      run_cp
+      for t in $(tr ' ' '\n' <<<"$TRANSPORTS" | tac); do run_hf "$t"; done
+    fi
   done
-  hf=$(median "$work/tp-hf" 1)
   cps=$(median "$work/tp-cp" 1)
   cpo=$(median "$work/tp-cp" 2)
   echo "== throughput medians of $REPS runs ($files files, $bytes bytes)"
-  awk -v b="$bytes" -v h="$hf" -v s="$cps" -v o="$cpo" 'BEGIN {
-    printf "holdfast initial sync   %8.3f s  %8.1f MiB/s\n", h, b / h / 1048576
-    printf "cp -a + sync            %8.3f s  %8.1f MiB/s\n", s, b / s / 1048576
-    printf "cp -a alone (not durable) %6.3f s  %8.1f MiB/s\n", o, b / o / 1048576
-    printf "ratio holdfast / (cp -a + sync) rate: %.2f\n", s / h
+  for t in $TRANSPORTS; do
+    hf=$(median "$work/tp-hf-$t" 1)
+    awk -v b="$bytes" -v h="$hf" -v s="$cps" -v t="$t" 'BEGIN {
+      printf "holdfast initial sync, %-5s %8.3f s  %8.1f MiB/s  (rate / cp -a + sync: %.2f)\n", t, h, b / h / 1048576, s / h
+    }'
+  done
+  awk -v b="$bytes" -v s="$cps" -v o="$cpo" 'BEGIN {
+    printf "cp -a + sync                 %8.3f s  %8.1f MiB/s\n", s, b / s / 1048576
+    printf "cp -a alone (not durable)    %8.3f s  %8.1f MiB/s\n", o, b / o / 1048576
   }'
 fi
 
