@@ -37,6 +37,23 @@ func needNetLab(t *testing.T) {
 	if _, err := exec.LookPath("ip"); err != nil {
 		t.Skip("multi-host test needs the ip command (Debian package iproute2; make test installs it)")
 	}
+	// Root without CAP_SYS_ADMIN (some containers) cannot make namespaces:
+	// say so rather than fail on the first command.
+	b := make([]byte, 3)
+	if _, err := rand.Read(b); err != nil {
+		t.Fatal(err)
+	}
+	probe := "hfprobe" + hex.EncodeToString(b)
+	out, err := exec.Command("ip", "netns", "add", probe).CombinedOutput()
+	if err != nil {
+		if strings.Contains(string(out), "not permitted") {
+			t.Skipf("multi-host test cannot create network namespaces here (%s); it needs root with CAP_SYS_ADMIN and CAP_NET_ADMIN", strings.TrimSpace(string(out)))
+		}
+		t.Fatalf("ip netns add: %v: %s", err, out)
+	}
+	if out, err := exec.Command("ip", "netns", "del", probe).CombinedOutput(); err != nil {
+		t.Fatalf("ip netns del: %v: %s", err, out)
+	}
 }
 
 func newNetLab(t *testing.T, hosts ...string) *netLab {
