@@ -50,6 +50,14 @@ func jobOf(ctx context.Context) uint64 {
 	return id
 }
 
+type hostKey struct{}
+
+// WithHost returns a context whose entries are attributed to host instead
+// of the log's own: what an agent reports happened on the agent.
+func WithHost(ctx context.Context, host string) context.Context {
+	return context.WithValue(ctx, hostKey{}, host)
+}
+
 // Record appends an entry for code, its text filled with args. A failure to
 // store the entry is itself logged to the daemon log: the activity log must
 // never be the reason an operation fails.
@@ -81,6 +89,9 @@ func (l *Log) write(ctx context.Context, code messages.Code, text string) {
 		Code:     string(code),
 		Host:     l.host,
 		Message:  text,
+	}
+	if h, ok := ctx.Value(hostKey{}).(string); ok && h != "" {
+		e.Host = h
 	}
 	level := slog.LevelInfo
 	switch sev {

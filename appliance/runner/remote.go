@@ -10,6 +10,7 @@ import (
 
 	"github.com/holdfast/holdfast/agent/control"
 	"github.com/holdfast/holdfast/agent/replication"
+	"github.com/holdfast/holdfast/appliance/activity"
 	"github.com/holdfast/holdfast/appliance/catalog"
 	"github.com/holdfast/holdfast/appliance/messages"
 )
@@ -181,6 +182,7 @@ func (r *Runner) Report(ctx context.Context, host string, rep control.Report) {
 		}
 	}
 	r.mu.Unlock()
+	ctx = activity.WithHost(ctx, host)
 	if rep.EventsDropped > 0 {
 		r.rec.Record(ctx, messages.AgentEventsDropped, host, rep.EventsDropped)
 	}
@@ -228,7 +230,7 @@ func (r *Runner) recordEvent(ctx context.Context, host string, e control.Event) 
 	if e.Sync != nil {
 		n.Sync = *e.Sync
 	}
-	r.notifier(name, root, where)(n)
+	r.notifierIn(ctx, name, root, where)(n)
 }
 
 // describeSession finds the scenario, root and replica a session stands

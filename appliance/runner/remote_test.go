@@ -3,6 +3,8 @@ package runner
 import (
 	"context"
 	"fmt"
+	"io"
+	"log/slog"
 	"strings"
 	"sync"
 	"testing"
@@ -10,6 +12,7 @@ import (
 
 	"github.com/holdfast/holdfast/agent/control"
 	"github.com/holdfast/holdfast/agent/replication"
+	"github.com/holdfast/holdfast/appliance/activity"
 	"github.com/holdfast/holdfast/appliance/catalog"
 	"github.com/holdfast/holdfast/appliance/messages"
 )
@@ -256,5 +259,42 @@ func TestRemoteDifferenceAsksTheMaster(t *testing.T) {
 	}
 	if time.Since(start) > 20*time.Second {
 		t.Fatal("unanswered difference did not give up")
+	}
+}
+
+// TestAgentEventsNameTheAgent: what an agent reports is recorded as
+// having happened on the agent, not on the appliance.
+func TestAgentEventsNameTheAgent(t *testing.T) {
+	ctx := context.Background()
+	cat, err := catalog.Open(t.TempDir(), catalog.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cat.Close()
+	log := activity.New(cat, "vault", slog.New(slog.NewTextHandler(io.Discard, nil)))
+	r := New(cat, log, t.TempDir(), Options{Remote: Remote{LocalHosts: []string{"localhost", "vault"}, Self: "vault"}})
+	defer r.Close()
+	sc := createScenario(t, cat, "branch", "shop1", []string{"/srv/a"}, catalog.Replica{Host: "localhost", Target: "/r"})
+	if err := r.Run(ctx, "branch"); err != nil {
+		t.Fatal(err)
+	}
+	r.Report(ctx, "shop1", control.Report{Events: []control.Event{{Session: sessionName(sc.ID, 0, 0), Kind: control.EventCaptureOverflow, Text: "queue overflow"}}})
+	entries, err := cat.Activity(catalog.ActivityFilter{Code: string(messages.CaptureOverflow)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(entries) != 1 || entries[0].Host != "shop1" {
+		t.Fatalf("entries = %+v, want one on shop1", entries)
+	}
+	// The appliance's own entries stay its own.
+	if err := r.Suspend(ctx, "branch"); err != nil {
+		t.Fatal(err)
+	}
+	entries, err = cat.Activity(catalog.ActivityFilter{Code: string(messages.ReplicationSuspended)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(entries) != 1 || entries[0].Host != "vault" {
+		t.Fatalf("operator's suspend recorded as %+v, want one entry on vault", entries)
 	}
 }

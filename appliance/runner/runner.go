@@ -170,7 +170,11 @@ func (r *Runner) start(ctx context.Context, sc catalog.Scenario) error {
 }
 
 func (r *Runner) notifier(name, root, replicaDir string) func(replication.Notice) {
-	ctx := context.Background()
+	return r.notifierIn(context.Background(), name, root, replicaDir)
+}
+
+// notifierIn records notices with ctx (the host they happened on).
+func (r *Runner) notifierIn(ctx context.Context, name, root, replicaDir string) func(replication.Notice) {
 	return func(n replication.Notice) {
 		switch n.Kind {
 		case replication.NoticeStarted:
