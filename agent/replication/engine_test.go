@@ -457,6 +457,10 @@ func TestSyncModeChoosesHowFilesAreSent(t *testing.T) {
 			must(t, os.WriteFile(h.path("doc.bin"), cur, 0o644))
 			must(t, os.MkdirAll(h.replica, 0o700))
 			must(t, os.WriteFile(filepath.Join(h.replica, "doc.bin"), old, 0o644))
+			// An older time, as a real earlier version has: within one
+			// clock tick the two files would look the same to Compare.
+			earlier := time.Now().Add(-time.Hour)
+			must(t, os.Chtimes(filepath.Join(h.replica, "doc.bin"), earlier, earlier))
 			rep, err := OpenLocal(h.replica)
 			must(t, err)
 			eng, err := Start(Config{Root: h.master, Replica: rep, SpoolDir: h.spool, Backend: capture.Inotify, SyncMode: c.mode, Notify: h.notices.add})
