@@ -92,7 +92,7 @@ func (h *hostTransport) Send(ctx context.Context, peer, session string) (sdk.Fra
 	return s, nil
 }
 
-func (h *hostTransport) Receive(ctx context.Context, session string) (sdk.FrameReceiver, error) {
+func (h *hostTransport) Receive(ctx context.Context, session, _ string) (sdk.FrameReceiver, error) {
 	return &recvStream{ctx: ctx, inbox: h.n.inbox(h.name, session), closed: make(chan struct{})}, nil
 }
 

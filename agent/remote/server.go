@@ -109,7 +109,9 @@ func (s *Server) Serve(ctx context.Context) error {
 }
 
 func (s *Server) serveStream(ctx context.Context) error {
-	rcv, err := s.cfg.Transport.Receive(ctx, s.cfg.Session)
+	// The transport keeps other senders off the session; the check of
+	// every frame's Peer below stays, for transports that cannot.
+	rcv, err := s.cfg.Transport.Receive(ctx, s.cfg.Session, s.cfg.Master)
 	if err != nil {
 		return fmt.Errorf("receive session %s: %w", s.cfg.Session, err)
 	}

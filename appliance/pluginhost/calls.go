@@ -228,12 +228,12 @@ func (t *transportHandle) Send(ctx context.Context, peer, session string) (sdk.F
 	return &checkedSender{in: t.in, ctx: ctx, s: s}, nil
 }
 
-func (t *transportHandle) Receive(ctx context.Context, session string) (sdk.FrameReceiver, error) {
+func (t *transportHandle) Receive(ctx context.Context, session, peer string) (sdk.FrameReceiver, error) {
 	_, tr, err := t.in.current()
 	if err != nil {
 		return nil, err
 	}
-	r, err := tr.Receive(ctx, session)
+	r, err := tr.Receive(ctx, session, peer)
 	if err != nil {
 		return nil, t.in.streamError(ctx, "Receive", err)
 	}

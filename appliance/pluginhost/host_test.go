@@ -690,7 +690,7 @@ func TestEchoTransport(t *testing.T) {
 		t.Fatalf("Describe = %+v, %v", info, err)
 	}
 
-	rx, err := tr.Receive(ctx, "session-1")
+	rx, err := tr.Receive(ctx, "session-1", "")
 	if err != nil {
 		t.Fatal(err)
 	}

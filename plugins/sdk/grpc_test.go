@@ -173,7 +173,10 @@ func (l *loopTransport) Send(ctx context.Context, peer, session string) (FrameSe
 	return &loopSender{ctx: ctx, q: l.queue(session), acks: make(chan Ack, 16)}, nil
 }
 
-func (l *loopTransport) Receive(ctx context.Context, session string) (FrameReceiver, error) {
+func (l *loopTransport) Receive(ctx context.Context, session, peer string) (FrameReceiver, error) {
+	if peer != "" && peer != "self.example" {
+		return nil, fmt.Errorf("session %s expects %s, but only self.example sends here: %w", session, peer, ErrNotAuthorized)
+	}
 	return &loopReceiver{ctx: ctx, q: l.queue(session), done: make(chan struct{})}, nil
 }
 
@@ -249,7 +252,16 @@ func TestTransportRoundTrip(t *testing.T) {
 	if err := tr.Configure(ctx, map[string]string{"colour": "blue"}); !IsHandlerError(err) || !strings.Contains(err.Error(), "colour") {
 		t.Fatalf("Configure with an unknown key = %v, want the plugin's error naming it", err)
 	}
-	rx, err := tr.Receive(ctx, "s1")
+	// The peer crosses to the plugin; its refusal arrives as the stream's
+	// error, as ErrNotAuthorized.
+	refused, err := tr.Receive(ctx, "s0", "stranger.example")
+	if err == nil {
+		_, err = refused.Recv()
+	}
+	if !errors.Is(err, ErrNotAuthorized) {
+		t.Fatalf("Receive naming a peer the plugin refuses = %v, want ErrNotAuthorized", err)
+	}
+	rx, err := tr.Receive(ctx, "s1", "self.example")
 	if err != nil {
 		t.Fatal(err)
 	}

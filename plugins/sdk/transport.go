@@ -78,7 +78,11 @@ type Transport interface {
 	// Send opens the sending side of session towards peer.
 	Send(ctx context.Context, peer, session string) (FrameSender, error)
 	// Receive opens the receiving side of session: frames peers sent for it.
-	Receive(ctx context.Context, session string) (FrameReceiver, error)
+	// When peer is not empty, only that host (the name in its certificate)
+	// may send on the session: the transport refuses other senders with
+	// ErrNotAuthorized before they can disturb the session. Empty allows
+	// any peer the transport trusts; the host then checks Frame.Peer.
+	Receive(ctx context.Context, session, peer string) (FrameReceiver, error)
 }
 
 // FrameSender is the sending side of a session. The host calls Send for

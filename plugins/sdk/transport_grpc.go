@@ -138,7 +138,7 @@ func (s *transportServer) Receive(stream grpc.BidiStreamingServer[pluginpb.Recei
 	}
 	ctx, cancel := context.WithCancel(stream.Context())
 	defer cancel()
-	fr, err := s.impl.Receive(ctx, open.GetSession())
+	fr, err := s.impl.Receive(ctx, open.GetSession(), open.GetPeer())
 	if err != nil {
 		return handlerStatus(err)
 	}
@@ -220,12 +220,12 @@ func (c *transportClient) Send(ctx context.Context, peer, session string) (Frame
 	return &senderClient{s: stream}, nil
 }
 
-func (c *transportClient) Receive(ctx context.Context, session string) (FrameReceiver, error) {
+func (c *transportClient) Receive(ctx context.Context, session, peer string) (FrameReceiver, error) {
 	stream, err := c.c.Receive(ctx, replyLimit)
 	if err != nil {
 		return nil, clientError("Receive", err)
 	}
-	open := &pluginpb.ReceiveRequest{Msg: &pluginpb.ReceiveRequest_Open{Open: &pluginpb.ReceiveOpen{Session: session}}}
+	open := &pluginpb.ReceiveRequest{Msg: &pluginpb.ReceiveRequest_Open{Open: &pluginpb.ReceiveOpen{Session: session, Peer: peer}}}
 	if err := stream.Send(open); err != nil {
 		return nil, clientError("Receive", err)
 	}

@@ -110,7 +110,14 @@ type receivingHost struct {
 
 func startReceivingHost(t testing.TB, ctx context.Context, tr sdk.Transport, session string) *receivingHost {
 	t.Helper()
-	fr, err := tr.Receive(ctx, session)
+	return startReceivingHostFrom(t, ctx, tr, session, "")
+}
+
+// startReceivingHostFrom is startReceivingHost for a session only sender
+// may send on.
+func startReceivingHostFrom(t testing.TB, ctx context.Context, tr sdk.Transport, session, sender string) *receivingHost {
+	t.Helper()
+	fr, err := tr.Receive(ctx, session, sender)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -48,6 +48,11 @@ type inSession struct {
 	delivered    []inFrame // given to the host, not yet acked, in order
 	pending      []sdk.Ack // host acks the sender has not confirmed
 
+	// sender is the only peer the receiving host allows on the session,
+	// "" for any trusted peer (or while no host receives it yet).
+	sender   string
+	connPeer string // the sender of the current connection
+
 	conn      uint64 // id of the current connection, 0 if none
 	connCount uint64
 	connStop  context.CancelFunc
@@ -94,11 +99,24 @@ const maxRetired = 16
 // the session back, and the two would take turns forever.
 var errRetired = errors.New("a newer stream replaced this one")
 
-// attach makes a new connection the session's current one, ending the
-// previous one. A new stream id starts the session over.
-func (s *inSession) attach(h hello, stop context.CancelFunc) (id, receivedNext uint64, err error) {
+// otherSenderError refuses a peer the receiving host did not name for the
+// session.
+type otherSenderError struct{ session, allowed string }
+
+func (e *otherSenderError) Error() string {
+	return fmt.Sprintf("session %s takes frames from %s only", e.session, e.allowed)
+}
+
+// attach makes a new connection from peer the session's current one,
+// ending the previous one. A new stream id starts the session over. A peer
+// other than the one the host allows is refused first, so it cannot
+// replace the right sender's stream.
+func (s *inSession) attach(h hello, peer string, stop context.CancelFunc) (id, receivedNext uint64, err error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if s.sender != "" && s.sender != peer {
+		return 0, 0, &otherSenderError{session: s.name, allowed: s.sender}
+	}
 	if slices.Contains(s.retired, h.stream) {
 		return 0, 0, errRetired
 	}
@@ -119,7 +137,7 @@ func (s *inSession) attach(h hello, stop context.CancelFunc) (id, receivedNext u
 	}
 	s.dropPendingLocked(h.ackNext)
 	s.connCount++
-	s.conn, s.connStop = s.connCount, stop
+	s.conn, s.connStop, s.connPeer = s.connCount, stop, peer
 	s.notifyLocked()
 	return s.conn, s.receivedNext, nil
 }
@@ -214,7 +232,12 @@ func (t *Transport) serveConn(raw net.Conn) {
 	defer stop()
 	context.AfterFunc(ctx, func() { raw.Close() })
 	s := t.session(h.session, cfg.window)
-	id, receivedNext, err := s.attach(h, stop)
+	id, receivedNext, err := s.attach(h, peer, stop)
+	var other *otherSenderError
+	if errors.As(err, &other) {
+		refuse(statusNotAuthorized, err.Error())
+		return
+	}
 	if err != nil {
 		refuse(statusRefused, err.Error())
 		return
@@ -305,7 +328,7 @@ type receiver struct {
 
 // Receive implements sdk.Transport. One host receiver per session at a
 // time; frames that arrived before it are handed over first.
-func (t *Transport) Receive(ctx context.Context, session string) (sdk.FrameReceiver, error) {
+func (t *Transport) Receive(ctx context.Context, session, peer string) (sdk.FrameReceiver, error) {
 	cfg, err := t.config()
 	if err != nil {
 		return nil, err
@@ -324,6 +347,11 @@ func (t *Transport) Receive(ctx context.Context, session string) (sdk.FrameRecei
 		return nil, fmt.Errorf("receive session %q: already being received", session)
 	}
 	s.receiver = r
+	s.sender = peer
+	if peer != "" && s.connStop != nil && s.connPeer != peer {
+		// A stream that came before the host said who may send ends.
+		s.connStop()
+	}
 	context.AfterFunc(ctx, func() { r.Close() })
 	return r, nil
 }

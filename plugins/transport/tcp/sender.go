@@ -277,6 +277,9 @@ func (o *outStream) connect() (connected bool, err error) {
 		return false, classify(fmt.Errorf("answer from %s: %w", o.addr, err))
 	}
 	raw.SetReadDeadline(time.Time{})
+	if a.status == statusNotAuthorized {
+		return false, fmt.Errorf("%w: %s", sdk.ErrNotAuthorized, a.reason)
+	}
 	if a.status != statusOK {
 		return false, &refusedError{reason: a.reason}
 	}

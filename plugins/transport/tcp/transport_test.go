@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"math/rand/v2"
 	"net"
 	"os"
@@ -415,4 +416,67 @@ func TestLivenessOptions(t *testing.T) {
 	if got != int(unackedTimeout/time.Millisecond) {
 		t.Fatalf("TCP_USER_TIMEOUT = %d ms, want %d", got, unackedTimeout/time.Millisecond)
 	}
+}
+
+// TestOnlyTheNamedSenderMayUseASession: another enrolled host, trusted by
+// the CA, can neither deliver frames on a session the receiving host gave
+// to one sender nor push that sender's stream aside.
+func TestOnlyTheNamedSenderMayUseASession(t *testing.T) {
+	ca := newCA(t)
+	recv := newTransport(t, map[string]string{
+		"identity_dir": enroll(t, ca, "replica.test"),
+		"listen":       "127.0.0.1:0",
+	})
+	good := newTransport(t, map[string]string{"identity_dir": enroll(t, ca, "master.test")})
+	intruder := newTransport(t, map[string]string{"identity_dir": enroll(t, ca, "intruder.test")})
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	host := startReceivingHostFrom(t, ctx, recv, "s", "master.test")
+	addr := recv.ListenAddr()
+
+	frames := makeFrames(1, 5, func(i int) []byte { return []byte(fmt.Sprint("good ", i)) })
+	gs, err := good.Send(ctx, "replica.test@"+addr, "s")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range frames[:2] {
+		if err := gs.Send(f); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var acks []sdk.Ack
+	for range 2 {
+		a, err := gs.Recv()
+		if err != nil {
+			t.Fatal(err)
+		}
+		acks = append(acks, a)
+	}
+
+	_, err = sendAll(ctx, intruder, "replica.test@"+addr, "s", makeFrames(1, 3, func(int) []byte { return []byte("bad") }))
+	if !errors.Is(err, sdk.ErrNotAuthorized) {
+		t.Fatalf("intruder's send = %v, want ErrNotAuthorized", err)
+	}
+
+	// The right sender's stream goes on where it was.
+	for _, f := range frames[2:] {
+		if err := gs.Send(f); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := gs.CloseSend(); err != nil {
+		t.Fatal(err)
+	}
+	for {
+		a, err := gs.Recv()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		acks = append(acks, a)
+	}
+	checkAcks(t, frames, acks)
+	checkDelivered(t, frames, host.received())
 }

@@ -69,6 +69,9 @@ const (
 	statusOK         = 0
 	statusRefused    = 1 // the session or stream is refused; reason says why
 	statusBadVersion = 2 // the receiving side does not speak the version
+	// statusNotAuthorized: the receiving host allows another sender on
+	// the session.
+	statusNotAuthorized = 3
 )
 
 // streamID identifies one Send stream. A new id for a session means the

@@ -497,8 +497,11 @@ func (*SendRequest_Open) isSendRequest_Msg() {}
 func (*SendRequest_Frame) isSendRequest_Msg() {}
 
 type ReceiveOpen struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Session       string                 `protobuf:"bytes,1,opt,name=session,proto3" json:"session,omitempty"`
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	Session string                 `protobuf:"bytes,1,opt,name=session,proto3" json:"session,omitempty"`
+	// peer is the only host allowed to send on the session (the name in its
+	// certificate); empty allows any peer the transport trusts.
+	Peer          string `protobuf:"bytes,2,opt,name=peer,proto3" json:"peer,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -536,6 +539,13 @@ func (*ReceiveOpen) Descriptor() ([]byte, []int) {
 func (x *ReceiveOpen) GetSession() string {
 	if x != nil {
 		return x.Session
+	}
+	return ""
+}
+
+func (x *ReceiveOpen) GetPeer() string {
+	if x != nil {
+		return x.Peer
 	}
 	return ""
 }
@@ -653,9 +663,10 @@ const file_holdfast_plugin_v1_transport_proto_rawDesc = "" +
 	"\vSendRequest\x122\n" +
 	"\x04open\x18\x01 \x01(\v2\x1c.holdfast.plugin.v1.SendOpenH\x00R\x04open\x121\n" +
 	"\x05frame\x18\x02 \x01(\v2\x19.holdfast.plugin.v1.FrameH\x00R\x05frameB\x05\n" +
-	"\x03msg\"'\n" +
+	"\x03msg\";\n" +
 	"\vReceiveOpen\x12\x18\n" +
-	"\asession\x18\x01 \x01(\tR\asession\"{\n" +
+	"\asession\x18\x01 \x01(\tR\asession\x12\x12\n" +
+	"\x04peer\x18\x02 \x01(\tR\x04peer\"{\n" +
 	"\x0eReceiveRequest\x125\n" +
 	"\x04open\x18\x01 \x01(\v2\x1f.holdfast.plugin.v1.ReceiveOpenH\x00R\x04open\x12+\n" +
 	"\x03ack\x18\x02 \x01(\v2\x17.holdfast.plugin.v1.AckH\x00R\x03ackB\x05\n" +

@@ -60,7 +60,7 @@ func (t *transport) Send(ctx context.Context, peer, session string) (sdk.FrameSe
 	return &sender{ctx: ctx, q: t.queue(session), acks: make(chan sdk.Ack, 64)}, nil
 }
 
-func (t *transport) Receive(ctx context.Context, session string) (sdk.FrameReceiver, error) {
+func (t *transport) Receive(ctx context.Context, session, _ string) (sdk.FrameReceiver, error) {
 	return &receiver{ctx: ctx, q: t.queue(session), done: make(chan struct{})}, nil
 }
 
