@@ -13,11 +13,9 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
 	"os"
 	"path/filepath"
 	"reflect"
-	"strings"
 	"time"
 
 	"github.com/holdfast/holdfast/agent/capture"
@@ -163,7 +161,7 @@ func poll(ctx context.Context, client *control.Client, run *roles.Runner, cfg Co
 		run.Apply(ctx, a)
 	}
 	rep := run.Report()
-	rep.DataAddress = dataAddress(cfg, addrFile)
+	rep.DataAddress = control.DataAddress(cfg.DataListen, cfg.DataAdvertise, addrFile)
 	if err := client.Report(ctx, rep); err != nil {
 		var refused *control.RefusedError
 		if errors.As(err, &refused) {
@@ -176,23 +174,6 @@ func poll(ctx context.Context, client *control.Client, run *roles.Runner, cfg Co
 		errs = append(errs, err)
 	}
 	return errors.Join(errs...)
-}
-
-// dataAddress is what masters should dial to reach this host.
-func dataAddress(cfg Config, addrFile string) string {
-	if cfg.DataListen == "" {
-		return ""
-	}
-	if cfg.DataAdvertise != "" {
-		return cfg.DataAdvertise
-	}
-	if b, err := os.ReadFile(addrFile); err == nil {
-		return strings.TrimSpace(string(b))
-	}
-	if _, port, err := net.SplitHostPort(cfg.DataListen); err == nil && port != "0" {
-		return cfg.DataListen
-	}
-	return ""
 }
 
 func loadAssignments(dir string) (control.Assignments, error) {

@@ -37,32 +37,3 @@ func TestAssignmentsSurviveARestart(t *testing.T) {
 		t.Fatal("a damaged assignments file loaded")
 	}
 }
-
-func TestDataAddress(t *testing.T) {
-	dir := t.TempDir()
-	file := filepath.Join(dir, "data.addr")
-	for _, c := range []struct {
-		name     string
-		cfg      Config
-		fileBody string
-		wantAddr string
-	}{
-		{"master only", Config{}, "", ""},
-		{"advertised", Config{DataListen: "0.0.0.0:7431", DataAdvertise: "dc2.example:7431"}, "0.0.0.0:7431\n", "dc2.example:7431"},
-		{"bound, from the transport", Config{DataListen: "127.0.0.1:0"}, "127.0.0.1:40001\n", "127.0.0.1:40001"},
-		{"fixed port before the transport wrote", Config{DataListen: "10.0.0.2:7431"}, "", "10.0.0.2:7431"},
-		{"port 0 before the transport wrote", Config{DataListen: "127.0.0.1:0"}, "", ""},
-	} {
-		t.Run(c.name, func(t *testing.T) {
-			os.Remove(file)
-			if c.fileBody != "" {
-				if err := os.WriteFile(file, []byte(c.fileBody), 0o600); err != nil {
-					t.Fatal(err)
-				}
-			}
-			if got := dataAddress(c.cfg, file); got != c.wantAddr {
-				t.Fatalf("dataAddress = %q, want %q", got, c.wantAddr)
-			}
-		})
-	}
-}

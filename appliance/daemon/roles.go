@@ -4,11 +4,9 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"net"
 	"net/http"
 	"os"
 	"path/filepath"
-	"strings"
 	"sync"
 	"time"
 
@@ -115,7 +113,7 @@ func startApplianceRoles(ctx context.Context, cfg config.Config, plugins *plugin
 		tick := time.NewTicker(time.Second)
 		defer tick.Stop()
 		for {
-			if a := dataAddress(cfg.Replication.Advertise, addrFile); a != "" {
+			if a := control.DataAddress(cfg.Replication.Listen, cfg.Replication.Advertise, addrFile); a != "" {
 				addr.set(a)
 			}
 			run.Apply(rctx, runs.Assignments(self))
@@ -130,23 +128,6 @@ func startApplianceRoles(ctx context.Context, cfg config.Config, plugins *plugin
 		}
 	}()
 	return own, nil
-}
-
-// dataAddress is what masters dial: the advertised address, else the one
-// the transport bound.
-func dataAddress(advertise, addrFile string) string {
-	if advertise != "" {
-		return advertise
-	}
-	b, err := os.ReadFile(addrFile)
-	if err != nil {
-		return ""
-	}
-	a := strings.TrimSpace(string(b))
-	if _, _, err := net.SplitHostPort(a); err != nil {
-		return ""
-	}
-	return a
 }
 
 func (o *applianceRoles) stop() {
