@@ -1,58 +1,24 @@
 package e2e
 
 import (
-	"bytes"
 	"encoding/json"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/holdfast/holdfast/appliance/api"
 )
 
-// startLocal runs a program on this host, its output kept in logFile.
-func startLocal(t *testing.T, logFile, name string, args ...string) *proc {
-	t.Helper()
-	f, err := os.OpenFile(logFile, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	cmd := exec.Command(name, args...)
-	cmd.Stdout, cmd.Stderr = f, f
-	if err := cmd.Start(); err != nil {
-		t.Fatalf("start %s: %v", name, err)
-	}
-	p := &proc{cmd: cmd, log: logFile}
-	t.Cleanup(func() { p.kill(syscall.SIGKILL) })
-	return p
-}
-
 // TestAgentReplicatesToTheAppliance is the branch-office set-up: a master
 // agent replicates to the appliance itself, which receives through its own
 // transport (replication.listen), so backups can be taken from it.
 func TestAgentReplicatesToTheAppliance(t *testing.T) {
 	base := t.TempDir()
-	logs := filepath.Join(base, "logs")
-	if err := os.Mkdir(logs, 0o700); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if t.Failed() {
-			for _, f := range []string{"holdfastd", "shop1"} {
-				b, _ := os.ReadFile(filepath.Join(logs, f+".log"))
-				if len(b) > 5000 {
-					b = b[len(b)-5000:]
-				}
-				t.Logf("--- end of %s log:\n%s", f, b)
-			}
-		}
-	})
+	logs := logsDir(t, base, "holdfastd", "shop1")
 	data := filepath.Join(base, "appliance")
 	conf := filepath.Join(base, "holdfastd.toml")
 	writeFile(t, conf, fmt.Sprintf("data_dir = %q\nhost_name = \"vault\"\n[plugins]\ndirs = [%q]\n", data, bins.plugins))
@@ -62,17 +28,7 @@ func TestAgentReplicatesToTheAppliance(t *testing.T) {
 		_, err := os.Stat(filepath.Join(data, "run", "data.addr"))
 		return err == nil
 	})
-	cli := func(args ...string) []byte {
-		t.Helper()
-		cmd := exec.Command(bins.holdfast, append([]string{"--data", data}, args...)...)
-		var stderr bytes.Buffer
-		cmd.Stderr = &stderr
-		out, err := cmd.Output()
-		if err != nil {
-			t.Fatalf("holdfast %s: %v\n%s%s", strings.Join(args, " "), err, out, stderr.Bytes())
-		}
-		return out
-	}
+	cli := holdfastCLI(t, data, exec.Command)
 	var tok api.AgentToken
 	if err := json.Unmarshal(cli("--json", "agent", "token", "shop1"), &tok); err != nil {
 		t.Fatal(err)

@@ -4,7 +4,6 @@
 package e2e
 
 import (
-	"bytes"
 	"encoding/json"
 	"fmt"
 	"math/rand/v2"
@@ -74,39 +73,6 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-// proc is a program running in a lab host, its output kept in a file.
-type proc struct {
-	cmd *exec.Cmd
-	log string
-}
-
-func (l *netLab) start(t *testing.T, host, logFile, name string, args ...string) *proc {
-	t.Helper()
-	f, err := os.OpenFile(logFile, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	cmd := l.command(host, name, args...)
-	cmd.Stdout, cmd.Stderr = f, f
-	if err := cmd.Start(); err != nil {
-		t.Fatalf("start %s on %s: %v", name, host, err)
-	}
-	p := &proc{cmd: cmd, log: logFile}
-	t.Cleanup(func() { p.kill(syscall.SIGKILL) })
-	return p
-}
-
-// kill sends sig and waits for the end. ip netns exec execs the program
-// itself, so the signal reaches it, not a wrapper.
-func (p *proc) kill(sig syscall.Signal) {
-	if p.cmd.ProcessState != nil {
-		return
-	}
-	_ = p.cmd.Process.Signal(sig)
-	_ = p.cmd.Wait()
-}
-
 func waitFor(t *testing.T, what string, limit time.Duration, ok func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(limit)
@@ -130,24 +96,7 @@ func TestThreeHostsSurviveKillsAndOutages(t *testing.T) {
 	}
 	lab := newNetLab(t, "vault", "shop1", "dc2")
 	base := t.TempDir()
-	logs := filepath.Join(base, "logs")
-	if err := os.Mkdir(logs, 0o700); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if t.Failed() {
-			if keep := os.Getenv("HOLDFAST_E2E_KEEP_LOGS"); keep != "" {
-				_ = exec.Command("cp", "-r", logs, keep).Run()
-			}
-			for _, f := range []string{"holdfastd", "shop1", "dc2"} {
-				b, _ := os.ReadFile(filepath.Join(logs, f+".log"))
-				if len(b) > 6000 {
-					b = b[len(b)-6000:]
-				}
-				t.Logf("--- end of %s log:\n%s", f, b)
-			}
-		}
-	})
+	logs := logsDir(t, base, "holdfastd", "shop1", "dc2")
 
 	// The appliance.
 	data := filepath.Join(base, "appliance")
@@ -159,17 +108,7 @@ func TestThreeHostsSurviveKillsAndOutages(t *testing.T) {
 		_, err := os.Stat(filepath.Join(data, "run", "agents.addr"))
 		return err == nil
 	})
-	cli := func(args ...string) []byte {
-		t.Helper()
-		cmd := lab.command("vault", bins.holdfast, append([]string{"--data", data}, args...)...)
-		var stderr bytes.Buffer
-		cmd.Stderr = &stderr
-		out, err := cmd.Output()
-		if err != nil {
-			t.Fatalf("holdfast %s: %v\n%s%s", strings.Join(args, " "), err, out, stderr.Bytes())
-		}
-		return out
-	}
+	cli := holdfastCLI(t, data, func(name string, args ...string) *exec.Cmd { return lab.command("vault", name, args...) })
 	waitFor(t, "the API", 30*time.Second, func() bool {
 		cmd := lab.command("vault", bins.holdfast, "--data", data, "plugins", "list")
 		return cmd.Run() == nil

@@ -102,6 +102,12 @@ func (l *netLab) command(host, name string, args ...string) *exec.Cmd {
 	return exec.Command("ip", append([]string{"netns", "exec", l.hosts[host].ns, name}, args...)...)
 }
 
+// start runs a program in host's namespace.
+func (l *netLab) start(t *testing.T, host, logFile, name string, args ...string) *proc {
+	t.Helper()
+	return startProc(t, logFile, l.command(host, name, args...))
+}
+
 // linkDown cuts host off the lab: its bridge leg goes down, as when a
 // cable is pulled or a WAN link drops.
 func (l *netLab) linkDown(host string) {
