@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"regexp"
+	"slices"
 	"strconv"
 	"time"
 
@@ -48,12 +49,7 @@ type hostReport struct {
 }
 
 func (r *Runner) isLocal(host string) bool {
-	for _, l := range r.opts.Remote.LocalHosts {
-		if host == l {
-			return true
-		}
-	}
-	return host == r.opts.Remote.Self && host != ""
+	return slices.Contains(r.opts.Remote.LocalHosts, host) || host == r.opts.Remote.Self && host != ""
 }
 
 // remote reports whether another host takes part in sc, and refuses the

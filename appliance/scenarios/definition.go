@@ -7,6 +7,7 @@ package scenarios
 import (
 	"fmt"
 	"path/filepath"
+	"slices"
 	"strings"
 	"unicode"
 
@@ -75,12 +76,7 @@ type Hosts struct {
 }
 
 func (h Hosts) known(host string) bool {
-	for _, l := range h.Local {
-		if host == l {
-			return true
-		}
-	}
-	return h.Enrolled != nil && h.Enrolled(host)
+	return slices.Contains(h.Local, host) || h.Enrolled != nil && h.Enrolled(host)
 }
 
 // Normalize fills defaults and checks everything that can be checked without
@@ -205,10 +201,8 @@ func checkHost(field, h string, hosts Hosts) error {
 }
 
 func hostKey(h string, localHosts []string) string {
-	for _, l := range localHosts {
-		if h == l {
-			return "\x00local"
-		}
+	if slices.Contains(localHosts, h) {
+		return "\x00local"
 	}
 	return h
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 
 	"github.com/holdfast/holdfast/appliance/activity"
 	"github.com/holdfast/holdfast/appliance/catalog"
@@ -48,15 +49,6 @@ func New(store Store, handlers Handlers, rec Recorder, localHosts []string) *Ser
 	return &Service{store: store, handlers: handlers, rec: rec, localHosts: localHosts}
 }
 
-func (s *Service) isLocal(host string) bool {
-	for _, l := range s.localHosts {
-		if host == l {
-			return true
-		}
-	}
-	return false
-}
-
 // Detail is a scenario with its entities.
 type Detail struct {
 	Scenario catalog.Scenario
@@ -92,7 +84,7 @@ func (s *Service) create(ctx context.Context, def Definition) (Detail, error) {
 	}
 	rec := def.Record()
 	var found []sdk.Entity
-	if s.isLocal(rec.MasterHost) {
+	if slices.Contains(s.localHosts, rec.MasterHost) {
 		found, err = h.ListEntities(ctx, sdk.ScenarioConfig{Name: rec.Name, MasterHost: rec.MasterHost, Roots: rec.Roots})
 		if err != nil {
 			if messages.CodeOf(err) != "" {
