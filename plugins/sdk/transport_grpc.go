@@ -79,16 +79,28 @@ func (s *transportServer) Send(stream grpc.BidiStreamingServer[pluginpb.SendRequ
 	if err != nil {
 		return handlerStatus(err)
 	}
+	var a Ack
+	return relay(cancel, func() error { return pumpFrames(stream, fs) },
+		func() (err error) { a, err = fs.Recv(); return err },
+		func() error { return stream.Send(&pluginpb.Ack{Seq: a.Seq, Payload: a.Payload}) })
+}
+
+// relay runs the plugin side of a stream: pump feeds the host's messages to
+// the partner's stream object on a goroutine of its own, while recv takes
+// the partner's next output and send forwards it to the host, until recv
+// says io.EOF. A failed pump cancels the stream; the partner's stream then
+// fails too, and the pump's error, the cause, is the one returned.
+func relay(cancel context.CancelFunc, pump, recv, send func() error) error {
 	pumpErr := make(chan error, 1)
 	go func() {
-		err := pumpFrames(stream, fs)
+		err := pump()
 		pumpErr <- err
 		if err != nil {
 			cancel()
 		}
 	}()
 	for {
-		a, err := fs.Recv()
+		err := recv()
 		if errors.Is(err, io.EOF) {
 			return nil
 		}
@@ -102,7 +114,7 @@ func (s *transportServer) Send(stream grpc.BidiStreamingServer[pluginpb.SendRequ
 			}
 			return handlerStatus(err)
 		}
-		if err := stream.Send(&pluginpb.Ack{Seq: a.Seq, Payload: a.Payload}); err != nil {
+		if err := send(); err != nil {
 			return err
 		}
 	}
@@ -142,33 +154,10 @@ func (s *transportServer) Receive(stream grpc.BidiStreamingServer[pluginpb.Recei
 	if err != nil {
 		return handlerStatus(err)
 	}
-	pumpErr := make(chan error, 1)
-	go func() {
-		err := pumpAcks(stream, fr)
-		pumpErr <- err
-		if err != nil {
-			cancel()
-		}
-	}()
-	for {
-		f, err := fr.Recv()
-		if errors.Is(err, io.EOF) {
-			return nil
-		}
-		if err != nil {
-			select {
-			case perr := <-pumpErr:
-				if perr != nil {
-					return perr
-				}
-			default:
-			}
-			return handlerStatus(err)
-		}
-		if err := stream.Send(&pluginpb.Frame{Seq: f.Seq, Payload: f.Payload, Peer: f.Peer}); err != nil {
-			return err
-		}
-	}
+	var f Frame
+	return relay(cancel, func() error { return pumpAcks(stream, fr) },
+		func() (err error) { f, err = fr.Recv(); return err },
+		func() error { return stream.Send(&pluginpb.Frame{Seq: f.Seq, Payload: f.Payload, Peer: f.Peer}) })
 }
 
 func pumpAcks(stream grpc.BidiStreamingServer[pluginpb.ReceiveRequest, pluginpb.Frame], fr FrameReceiver) error {
