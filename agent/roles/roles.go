@@ -112,9 +112,9 @@ func (r *Runner) event(e control.Event) {
 
 func (r *Runner) notifier(session string) func(replication.Notice) {
 	return func(n replication.Notice) {
-		kind := n.Kind
-		r.opts.Logger.Info("replication notice", "session", session, "kind", kind, "path", n.Path, "text", n.Text, "err", n.Err)
-		r.event(control.EventFromNotice(session, n, time.Now()))
+		e := control.EventFromNotice(session, n, time.Now())
+		r.opts.Logger.Info("replication notice", "session", session, "kind", e.Kind, "path", e.Path, "text", e.Text, "err", e.Error)
+		r.event(e)
 	}
 }
 
