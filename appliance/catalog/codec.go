@@ -32,23 +32,24 @@ var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 type recordKind uint8
 
 const (
-	kindMeta        recordKind = 1
-	kindSequence    recordKind = 2
-	kindScenario    recordKind = 3
-	kindScenarioRef recordKind = 4
-	kindEntity      recordKind = 5
-	kindHost        recordKind = 6
-	kindJob         recordKind = 7
-	kindSession     recordKind = 8
-	kindMedia       recordKind = 9
-	kindFileVersion recordKind = 10
-	kindActivity    recordKind = 11
-	kindMarker      recordKind = 12
+	kindMeta         recordKind = 1
+	kindSequence     recordKind = 2
+	kindScenario     recordKind = 3
+	kindScenarioRef  recordKind = 4
+	kindEntity       recordKind = 5
+	kindHost         recordKind = 6
+	kindJob          recordKind = 7
+	kindSession      recordKind = 8
+	kindMedia        recordKind = 9
+	kindFileVersion  recordKind = 10
+	kindActivity     recordKind = 11
+	kindMarker       recordKind = 12
+	kindRecoveryTest recordKind = 13
 )
 
 func (k recordKind) String() string {
 	names := [...]string{"", "meta", "sequence", "scenario", "scenario-ref", "entity", "host",
-		"job", "session", "media", "file-version", "activity", "marker"}
+		"job", "session", "media", "file-version", "activity", "marker", "recovery-test"}
 	if int(k) < len(names) && k != 0 {
 		return names[k]
 	}

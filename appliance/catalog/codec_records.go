@@ -1,6 +1,9 @@
 package catalog
 
-import "fmt"
+import (
+	"fmt"
+	"time"
+)
 
 // Record encoders and decoders. Field numbers are part of the on-disk format
 // and are listed in docs/catalog.md: never reuse or renumber one, only add.
@@ -413,4 +416,56 @@ func decodeActivity(key, value []byte, seq uint64) (ActivityEntry, error) {
 		return err
 	})
 	return e, err
+}
+
+// RecoveryTest: 1 replica, 2 snapshot, 3 started, 4 duration (ns),
+// 5 passed, 6 checked, 7 problems (repeated), 8 error, 9 view. Scenario and
+// test IDs are in the key.
+func encodeRecoveryTest(t RecoveryTest) []byte {
+	var b []byte
+	b = putString(b, 1, t.Replica)
+	b = putString(b, 2, t.Snapshot)
+	b = putTime(b, 3, t.Started)
+	b = putUint(b, 4, uint64(max(t.Duration, 0)))
+	b = putBool(b, 5, t.Passed)
+	b = putUint(b, 6, t.Checked)
+	b = putStrings(b, 7, t.Problems)
+	b = putString(b, 8, t.Error)
+	b = putString(b, 9, t.View)
+	return seal(kindRecoveryTest, b)
+}
+
+func decodeRecoveryTest(key, value []byte, scenarioID, id uint64) (RecoveryTest, error) {
+	t := RecoveryTest{ID: id, ScenarioID: scenarioID}
+	err := decodeRecord(key, value, kindRecoveryTest, func(f field) (err error) {
+		switch f.num {
+		case 1:
+			t.Replica, err = f.str()
+		case 2:
+			t.Snapshot, err = f.str()
+		case 3:
+			t.Started, err = f.time()
+		case 4:
+			var ns uint64
+			ns, err = f.uint64()
+			if err == nil && ns > 1<<62 {
+				err = fmt.Errorf("duration %d ns out of range", ns)
+			}
+			t.Duration = time.Duration(ns)
+		case 5:
+			t.Passed, err = f.bool()
+		case 6:
+			t.Checked, err = f.uint64()
+		case 7:
+			var p string
+			p, err = f.str()
+			t.Problems = append(t.Problems, p)
+		case 8:
+			t.Error, err = f.str()
+		case 9:
+			t.View, err = f.str()
+		}
+		return err
+	})
+	return t, err
 }

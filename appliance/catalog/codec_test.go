@@ -70,6 +70,11 @@ func codecCases() []codecCase {
 		func() []byte { return encodeHost(Host{Name: "h"}) },
 		func(k, v []byte) (any, error) { return any2(decodeHost(k, v, "h")) })
 
+	rt := sampleRecoveryTest()
+	add("recovery-test", recoveryTestKey(rt.ScenarioID, rt.ID), rt,
+		func() []byte { return encodeRecoveryTest(rt) },
+		func(k, v []byte) (any, error) { return any2(decodeRecoveryTest(k, v, 7, 5)) })
+
 	j := sampleJob()
 	add("job", jobKey(j.ID), j,
 		func() []byte { return encodeJob(j) },

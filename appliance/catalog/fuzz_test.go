@@ -78,6 +78,11 @@ func FuzzDecodeHost(f *testing.F) {
 	fuzzPayload(f, kindHost, hostKey("fs01"), encodeHost(sampleHost()), decode, encodeHost)
 }
 
+func FuzzDecodeRecoveryTest(f *testing.F) {
+	decode := func(k, v []byte) (RecoveryTest, error) { return decodeRecoveryTest(k, v, 7, 5) }
+	fuzzPayload(f, kindRecoveryTest, recoveryTestKey(7, 5), encodeRecoveryTest(sampleRecoveryTest()), decode, encodeRecoveryTest)
+}
+
 func FuzzDecodeJob(f *testing.F) {
 	decode := func(k, v []byte) (Job, error) { return decodeJob(k, v, 42) }
 	fuzzPayload(f, kindJob, jobKey(42), encodeJob(sampleJob()), decode, encodeJob)

@@ -61,6 +61,14 @@ func sampleHost() Host {
 	return Host{Name: "fs01", Address: "10.0.0.5:7443", Roles: []string{"master", "replica"}, Enrolled: sampleTime}
 }
 
+func sampleRecoveryTest() RecoveryTest {
+	return RecoveryTest{
+		ID: 5, ScenarioID: 7, Replica: "dr01:/srv/replica", Snapshot: "20261125T110405.123Z-1",
+		Started: sampleTime, Duration: 93 * time.Second, Passed: false, Checked: 1200,
+		Problems: []string{"mail/db.edb: unreadable", "mail/log: checksum"}, Error: "", View: "overlay",
+	}
+}
+
 func sampleJob() Job {
 	return Job{
 		ID: 42, ParentID: 41, Kind: "backup", Name: "nightly payroll", State: JobDone,

@@ -12,29 +12,31 @@ import (
 // bounded scan of one kind never strays into the next. docs/catalog.md has the
 // full layout of each key.
 const (
-	keySchema         = "meta/schema"
-	prefixSeq         = "seq/"
-	prefixScenario    = "s/"
-	prefixScenarioKey = "sn/"
-	prefixEntity      = "e/"
-	prefixHost        = "h/"
-	prefixJob         = "j/"
-	prefixSession     = "ss/"
-	prefixSessionJob  = "sj/"
-	prefixMedia       = "m/"
-	prefixFile        = "f/"
-	prefixFileName    = "fn/"
-	prefixActivity    = "a/"
-	prefixActivityJob = "aj/"
+	keySchema          = "meta/schema"
+	prefixSeq          = "seq/"
+	prefixScenario     = "s/"
+	prefixScenarioKey  = "sn/"
+	prefixEntity       = "e/"
+	prefixHost         = "h/"
+	prefixJob          = "j/"
+	prefixSession      = "ss/"
+	prefixSessionJob   = "sj/"
+	prefixMedia        = "m/"
+	prefixFile         = "f/"
+	prefixFileName     = "fn/"
+	prefixActivity     = "a/"
+	prefixActivityJob  = "aj/"
+	prefixRecoveryTest = "rt/"
 )
 
 // Sequence names, stored under prefixSeq.
 const (
-	seqScenario = "scenario"
-	seqJob      = "job"
-	seqSession  = "session"
-	seqMedia    = "media"
-	seqActivity = "activity"
+	seqScenario     = "scenario"
+	seqJob          = "job"
+	seqSession      = "session"
+	seqMedia        = "media"
+	seqActivity     = "activity"
+	seqRecoveryTest = "recovery-test"
 )
 
 // keyPart is one component of a composite key.
@@ -72,6 +74,7 @@ var keyLayouts = []keyLayout{
 	{prefixFileName, []keyPart{partEsc, partEsc, partEsc}, kindMarker},
 	{prefixActivity, []keyPart{partU64}, kindActivity},
 	{prefixActivityJob, []keyPart{partU64, partU64}, kindMarker},
+	{prefixRecoveryTest, []keyPart{partU64, partInvU64}, kindRecoveryTest},
 }
 
 // keyField is one decoded key component: u for integer parts, s for strings.
@@ -308,4 +311,12 @@ func activityJobPrefix(jobID uint64) []byte { return appendU64([]byte(prefixActi
 
 func activityJobKey(jobID, seq uint64) []byte {
 	return appendU64(activityJobPrefix(jobID), seq)
+}
+
+func recoveryTestPrefix(scenarioID uint64) []byte {
+	return appendU64([]byte(prefixRecoveryTest), scenarioID)
+}
+
+func recoveryTestKey(scenarioID, id uint64) []byte {
+	return appendU64(recoveryTestPrefix(scenarioID), ^id)
 }

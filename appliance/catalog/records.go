@@ -189,3 +189,19 @@ type ActivityFilter struct {
 	Since       time.Time
 	Limit       int // newest Limit entries after filtering; 0 means all
 }
+
+// RecoveryTest is one Assured Recovery test: the scenario's application
+// started on a writable view of a replica snapshot while replication went on.
+type RecoveryTest struct {
+	ID         uint64
+	ScenarioID uint64
+	Replica    string // host:directory of the replica tested
+	Snapshot   string // the snapshot the writable view was made from
+	Started    time.Time
+	Duration   time.Duration
+	Passed     bool
+	Checked    uint64   // objects the handler examined
+	Problems   []string // what the handler found wrong
+	Error      string   // why the test could not run or finish
+	View       string   // how the writable view was made: overlay or clone
+}

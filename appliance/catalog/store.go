@@ -54,6 +54,7 @@ type Catalog struct {
 	sessionMu  sync.Mutex
 	mediaMu    sync.Mutex
 	activityMu sync.Mutex
+	testMu     sync.Mutex
 }
 
 // Open opens the catalog in dir, creating it if it does not exist (unless
