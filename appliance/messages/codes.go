@@ -69,6 +69,24 @@ const (
 	ScenarioTopology         Code = "HF-E4057"
 	ReplicaRoleFailed        Code = "HF-E4058"
 
+	// 402x, 406x: replica data: snapshots, Assured Recovery, Data Rewind.
+	SnapshotTaken          Code = "HF-I4022"
+	SnapshotReleased       Code = "HF-I4023"
+	RecoveryImpossible     Code = "HF-E4024" // the test's side of HF-E5001
+	RecoveryNotReplicating Code = "HF-E4025" // the test's side of HF-E5004
+	RecoveryTestPassed     Code = "HF-I4026"
+	RecoveryTestFailed     Code = "HF-E4027"
+	SnapshotNotFound       Code = "HF-E4028"
+	RecoveryUnavailable    Code = "HF-E4029"
+	RewindBookmarkSet      Code = "HF-I4060"
+	RewindDone             Code = "HF-I4061"
+	RewindFailed           Code = "HF-E4062"
+	RewindPointDropped     Code = "HF-E4063"
+	RewindJournalDamaged   Code = "HF-E4064"
+	RewindNeedsStop        Code = "HF-E4065"
+	RewindPointsDropped    Code = "HF-W4066"
+	RewindNoPoint          Code = "HF-E4068"
+
 	// 5xxx: backup.
 	BackupNoConsistentImage Code = "HF-E5001" // legacy AE0457
 	BackupImageFailed       Code = "HF-E5002" // legacy AE0458
@@ -253,6 +271,45 @@ func init() {
 		Message{ReplicaRoleFailed, sev, "replication", "scenario %s: the replica role on %s could not start: %v",
 			"The replica host could not open the target directory or its transport.",
 			"Check that the target directory can be created on the replica host and that its transport plugin runs ('holdfast plugins list').", ""},
+
+		Message{SnapshotTaken, catalog.Info, "replica", "snapshot %s of scenario %s on replica %s taken in %s: %d files, %d bytes, by %s, %s-consistent", "", "", ""},
+		Message{SnapshotReleased, catalog.Info, "replica", "snapshot %s of scenario %s on replica %s released (%s)", "", "", ""},
+		Message{RecoveryImpossible, sev, "replica", "Assured Recovery or suspend cannot be performed for scenario %s: %s",
+			"The scenario is not configured for it, or its handler plugin cannot test the application.",
+			"Enable Assured Recovery (with a handler that supports it) or suspend on the scenario, then try again.", ""},
+		Message{RecoveryNotReplicating, sev, "replica", "scenario %s is not in replication state (it is %s)",
+			"An Assured Recovery test needs a running scenario whose replicas are up to date.",
+			"Run the scenario and wait until 'holdfast scenario status' shows running, then try again.", ""},
+		Message{RecoveryTestPassed, catalog.Info, "replica", "Assured Recovery test of scenario %s passed on snapshot %s of replica %s: %d objects checked in %s", "", "", ""},
+		Message{RecoveryTestFailed, sev, "replica", "Assured Recovery test of scenario %s failed on snapshot %s of replica %s after %s: %s",
+			"The application could not be started or verified on a writable view of the replica's snapshot: the replica would not recover as it is.",
+			"Read the problems listed; rewind the replica to a point before the damage or resynchronize, then test again.", ""},
+		Message{SnapshotNotFound, sev, "replica", "scenario %s has no snapshot %s",
+			"The snapshot was released, by an operator or by the retention of the scenario.",
+			"List the snapshots with 'holdfast snapshot list NAME'.", ""},
+		Message{RecoveryUnavailable, sev, "replica", "scenario %s: %s",
+			"The operation needs the replica's data on this appliance, and this replica is elsewhere or has no journal.",
+			"Run the operation on a scenario whose replica is the appliance, or see docs/rewind.md for what agents' replicas support.", ""},
+		Message{RewindBookmarkSet, catalog.Info, "rewind", "bookmark %q set on scenario %s, replica %s, at point %d", "", "", ""},
+		Message{RewindDone, catalog.Info, "rewind", "scenario %s, replica %s, rewound to %s: %d operations undone in %s; the rewind itself is points %d-%d", "", "", ""},
+		Message{RewindFailed, sev, "rewind", "rewind of scenario %s, replica %s, failed: %v",
+			"The replica's tree could not be changed back: a file could not be written, or the disk is full.",
+			"Fix the cause named in the message and rewind again; a rewind interrupted by a crash is finished when the replica is next opened.", ""},
+		Message{RewindPointDropped, sev, "rewind", "scenario %s, replica %s: %v",
+			"The point is older than what the rewind journal keeps (its size and age limits); nothing was changed.",
+			"Choose a later point ('holdfast rewind list NAME'), or raise the scenario's rewind retention for the future.", ""},
+		Message{RewindJournalDamaged, sev, "rewind", "the rewind journal of scenario %s, replica %s, is damaged: %v",
+			"A journal record or a preserved file failed its checksum. The rewind stopped before writing anything.",
+			"Rewind to a later point that does not need the damaged record, and check the replica's disk.", ""},
+		Message{RewindNeedsStop, sev, "rewind", "scenario %s is running; stop it before rewinding its replica",
+			"Changes from the master would keep landing on the replica while it is rewound.",
+			"Stop the scenario ('holdfast scenario stop NAME'), rewind, then copy what you need; running it again resynchronizes the replica with the master.", ""},
+		Message{RewindPointsDropped, catalog.Warning, "rewind", "the rewind journal of scenario %s, replica %s, dropped %d oldest points (%d-%d, %s to %s): %s",
+			"The journal reached its size or age limit; the oldest points go first so that the newest stay rewindable.",
+			"Nothing to do if the remaining history is long enough; otherwise raise the scenario's rewind retention or give the replica more space.", ""},
+		Message{RewindNoPoint, sev, "rewind", "scenario %s, replica %s: %v",
+			"No rewind point, bookmark or time matches what was asked.",
+			"List the points and bookmarks with 'holdfast rewind list NAME'.", ""},
 
 		Message{BackupNoConsistentImage, sev, "backup", "neither Assured Recovery nor suspend could be performed for scenario %s (id %d) on replica %s",
 			"Before the backup, the replica must prove the application (AR) or pause applying changes for a snapshot; neither succeeded.",
