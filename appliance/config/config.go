@@ -69,6 +69,11 @@ type Config struct {
 		Advertise string `toml:"advertise"`
 		Transport string `toml:"transport"`
 	} `toml:"replication"`
+	Rewind struct {
+		Enabled bool     `toml:"enabled"`
+		MaxSize Size     `toml:"max_size"`
+		Keep    Duration `toml:"keep"`
+	} `toml:"rewind"`
 	Log struct {
 		Level string `toml:"level"`
 	} `toml:"log"`
@@ -204,6 +209,12 @@ func (c *Config) Validate() error {
 	if c.Plugins.RestartBackoffMax < c.Plugins.RestartBackoffMin {
 		return fmt.Errorf("plugins.restart_backoff_max (%s) is less than restart_backoff_min (%s)",
 			time.Duration(c.Plugins.RestartBackoffMax), time.Duration(c.Plugins.RestartBackoffMin))
+	}
+	if c.Rewind.MaxSize < 1<<20 {
+		return fmt.Errorf("rewind.max_size must be at least 1MiB, got %d bytes", c.Rewind.MaxSize)
+	}
+	if c.Rewind.Keep < Duration(time.Minute) {
+		return fmt.Errorf("rewind.keep must be at least 1m, got %s", time.Duration(c.Rewind.Keep))
 	}
 	if c.Replication.SpoolMax < 1<<20 {
 		return fmt.Errorf("replication.spool_max must be at least 1MiB, got %d bytes", c.Replication.SpoolMax)

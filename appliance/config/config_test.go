@@ -54,6 +54,18 @@ func TestLoadFile(t *testing.T) {
 			}
 		}},
 		{name: "bad size", text: "[replication]\nspool_max = \"lots\"\n", wantErr: "not a size"},
+		{name: "rewind retention", text: "[rewind]\nmax_size = \"64MiB\"\nkeep = \"2h\"\n", check: func(t *testing.T, c Config) {
+			if !c.Rewind.Enabled || c.Rewind.MaxSize != 64<<20 || time.Duration(c.Rewind.Keep) != 2*time.Hour {
+				t.Fatalf("rewind = %+v", c.Rewind)
+			}
+		}},
+		{name: "rewind off", text: "[rewind]\nenabled = false\n", check: func(t *testing.T, c Config) {
+			if c.Rewind.Enabled || c.Rewind.MaxSize != 1<<30 {
+				t.Fatalf("rewind = %+v", c.Rewind)
+			}
+		}},
+		{name: "tiny rewind journal", text: "[rewind]\nmax_size = \"10KiB\"\n", wantErr: "at least 1MiB"},
+		{name: "short rewind keep", text: "[rewind]\nkeep = \"10s\"\n", wantErr: "at least 1m"},
 		{name: "tiny spool", text: "[replication]\nspool_max = \"1KiB\"\n", wantErr: "at least 1MiB"},
 		{name: "agents disabled", text: "[agents]\nlisten = \"\"\n", check: func(t *testing.T, c Config) {
 			if c.Agents.Listen != "" {
