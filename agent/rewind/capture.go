@@ -68,6 +68,10 @@ type capturer struct {
 	blobs int // the blobs directory
 	held  func(dev, ino uint64) uint64
 	id    uint64 // the record the blobs belong to
+	// copyOnly: the unit moves names (a rewind's undo of a rename), so
+	// an inode captured at a path may still be in the tree, elsewhere,
+	// after the unit: it must be copied, never linked.
+	copyOnly bool
 	n     int
 	made  []madeBlob
 }
@@ -230,6 +234,7 @@ func (c *capturer) undo(ch *change.Change, parents bool) ([]Step, error) {
 				return nil, err
 			}
 			steps = append(steps, s)
+			dirs = append(dirs, p) // the restore renames a file into place
 			break
 		}
 		if !o.is(unix.S_IFDIR) {
@@ -241,7 +246,13 @@ func (c *capturer) undo(ch *change.Change, parents bool) ([]Step, error) {
 			steps = append(steps, step(change.Change{Op: change.OpChmod, Path: p, Mode: o.st.Mode & 0o7777}))
 			break
 		}
-		steps, err = c.restoreObject(p, o, true)
+		// The new directory is empty when its own undo comes.
+		if o.exists {
+			steps = []Step{step(change.Change{Op: change.OpRemove, Path: p})}
+		}
+		var rest []Step
+		rest, err = c.restoreObject(p, o, true)
+		steps = append(steps, rest...)
 		dirs = append(dirs, p)
 	case change.OpSymlink, change.OpReplaceFile, change.OpPatch, change.OpRemove:
 		if o.is(unix.S_IFDIR) && ch.Op != change.OpRemove {
@@ -265,6 +276,10 @@ func (c *capturer) undo(ch *change.Change, parents bool) ([]Step, error) {
 		if ch.Op == change.OpRename {
 			steps = append(steps, step(change.Change{Op: change.OpRename, Path: ch.NewPath, NewPath: p}))
 			dirs = append(dirs, p)
+		} else if n.exists {
+			// Drop the new name first: restoring the old object in place
+			// would write through it into the linked file.
+			steps = append(steps, step(change.Change{Op: change.OpRemove, Path: ch.NewPath}))
 		}
 		rest, err := c.restoreObject(ch.NewPath, n, true)
 		if err != nil {
@@ -394,7 +409,7 @@ func (c *capturer) restoreFile(p string, o *object, replaced bool) (Step, error)
 	if c.held != nil {
 		links -= min(links, c.held(o.st.Dev, o.st.Ino))
 	}
-	if replaced && links == 1 {
+	if replaced && links == 1 && !c.copyOnly {
 		name := c.blobName()
 		if err := unix.Linkat(o.dir, o.base, c.blobs, name, 0); err != nil {
 			return Step{}, fmt.Errorf("keep %s: %w", p, os.NewSyscallError("linkat", err))

@@ -403,15 +403,24 @@ func (r *Replica) capture(units []*unit) error {
 		}
 		id := r.j.newID()
 		c := &capturer{root: r.root, blobs: r.j.blobs, held: r.heldLinks, id: id}
+		if len(u.changes) > 1 {
+			for _, s := range u.changes {
+				if s.Change.Op == change.OpRename || s.Change.Op == change.OpLink {
+					c.copyOnly = true
+				}
+			}
+		}
 		rec := &Record{ID: id, Time: now, Seq: u.seq, Kind: KindChange, RewindOf: u.rewindOf}
-		first := u.changes[0].Change
-		rec.Op, rec.Path, rec.NewPath = first.Op, first.Path, first.NewPath
+		if len(u.changes) > 0 {
+			first := u.changes[0].Change
+			rec.Op, rec.Path, rec.NewPath = first.Op, first.Path, first.NewPath
+		}
 		if u.orig != nil {
 			rec.Op, rec.Path, rec.NewPath = u.orig.Op, u.orig.Path, u.orig.NewPath
 		}
 		// A unit's undo is the undo of its changes, last first.
 		for i := len(u.changes) - 1; i >= 0; i-- {
-			steps, err := c.undo(&u.changes[i].Change, u.rewindOf == 0)
+			steps, err := c.undo(&u.changes[i].Change, true)
 			if err != nil {
 				r.dropMade(c.made)
 				for _, v := range units {
@@ -421,6 +430,7 @@ func (r *Replica) capture(units []*unit) error {
 			}
 			rec.Steps = append(rec.Steps, steps...)
 		}
+		rec.Steps = timesLast(rec.Steps)
 		u.made = c.made
 		for _, m := range c.made {
 			blobBytes += m.size
@@ -692,4 +702,24 @@ func (r *Replica) retain() error {
 		}
 	}
 	return nil
+}
+
+// timesLast moves the steps that set times after the others, keeping
+// their order: every other step may move the time of a directory whose
+// entries it changes, or of the file it writes. No step sets the time of
+// a path a later step of the same undo removes: a time is set back only
+// on what existed before, and only what did not is removed.
+func timesLast(steps []Step) []Step {
+	out := make([]Step, 0, len(steps))
+	for _, s := range steps {
+		if s.Change.Op != change.OpSetTimes || s.Restore {
+			out = append(out, s)
+		}
+	}
+	for _, s := range steps {
+		if s.Change.Op == change.OpSetTimes && !s.Restore {
+			out = append(out, s)
+		}
+	}
+	return out
 }

@@ -166,7 +166,7 @@ func (r *Replica) checkBlobs(rec *Record) error {
 		}
 		if s.Linked {
 			if st.Ino != s.Ino || st.Size != s.Size {
-				return fmt.Errorf("%w: blob %s of point %d is not the file it kept", ErrDamaged, s.Blob, rec.ID)
+				return fmt.Errorf("%w: blob %s of point %d is not the file it kept (inode %d size %d, kept %d %d)", ErrDamaged, s.Blob, rec.ID, st.Ino, st.Size, s.Ino, s.Size)
 			}
 			continue
 		}
