@@ -72,8 +72,8 @@ type capturer struct {
 	// an inode captured at a path may still be in the tree, elsewhere,
 	// after the unit: it must be copied, never linked.
 	copyOnly bool
-	n     int
-	made  []madeBlob
+	n        int
+	made     []madeBlob
 }
 
 type madeBlob struct {
