@@ -5,6 +5,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"io/fs"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"sort"
@@ -115,3 +116,5 @@ func diffDigest(got, want string) string {
 	}
 	return strings.Join(out, "\n")
 }
+
+func discardLog() *slog.Logger { return slog.New(slog.DiscardHandler) }
