@@ -323,4 +323,3 @@ func benchOverhead(work string, files, size, writes, rounds int) error {
 	fmt.Printf("on/off: %.2f (MiB/s) %.2f (changes/s)\n", med(res[true], mb)/med(res[false], mb), med(res[true], cp)/med(res[false], cp))
 	return nil
 }
-
