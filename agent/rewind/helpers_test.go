@@ -77,6 +77,9 @@ func digest(t testing.TB, root string) string {
 
 func openR(t testing.TB, dir string, opts Options) *Replica {
 	t.Helper()
+	if opts.Log == nil {
+		opts.Log = discardLog()
+	}
 	r, err := Open(dir, opts)
 	if err != nil {
 		t.Fatalf("open: %v", err)
