@@ -4,11 +4,9 @@ import (
 	"bytes"
 	"context"
 	"errors"
-	"fmt"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
-	"strings"
 	"testing"
 	"time"
 
@@ -184,14 +182,6 @@ func TestRandomRewinds(t *testing.T) {
 				}
 				to := ids[rng.IntN(len(ids))]
 				if _, err := r.Rewind(context.Background(), Target{Point: to}, "", nil); err != nil {
-					var id uint64
-					if _, e2 := fmt.Sscanf(err.Error()[strings.Index(err.Error(), "of point ")+9:], "%d", &id); e2 == nil {
-						for i := uint64(1); i <= id; i++ {
-							if r.j.find(i) != nil && r.j.find(i).rec.Kind == KindChange {
-								dumpPoint(t, r, i)
-							}
-						}
-					}
 					t.Fatalf("round %d: rewind to %d: %v", round, to, err)
 				}
 				if got := digest(t, dir); got != states[to] {
@@ -347,15 +337,6 @@ func TestTornTailIsCut(t *testing.T) {
 	}
 	if _, err := r.Rewind(context.Background(), Target{Point: 0}, "", nil); err != nil {
 		t.Fatalf("rewind after a torn tail: %v", err)
-	}
-}
-
-func dumpPoint(t *testing.T, r *Replica, id uint64) {
-	e := r.j.find(id)
-	full, _ := r.j.read(e)
-	t.Logf("point %d: %v %s %s rewindOf=%d", id, full.Op, full.Path, full.NewPath, full.RewindOf)
-	for _, s := range full.Steps {
-		t.Logf("  %v %s %s restore=%v blob=%s linked=%v len=%d", s.Change.Op, s.Change.Path, s.Change.NewPath, s.Restore, s.Blob, s.Linked, len(s.Change.Data))
 	}
 }
 
