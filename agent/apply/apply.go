@@ -70,6 +70,12 @@ const (
 // Options tune an Applier. The zero value is the usual choice.
 type Options struct {
 	Owner OwnerPolicy
+	// HeldLinks, when set, tells how many names of the inode (dev, ino)
+	// the caller keeps outside the tree: the rewind journal hard-links a
+	// file's old inode before a change replaces it. Those names are not
+	// other names of the file in the tree, so they must not make a
+	// replacement rewrite it in place (which would change the kept copy).
+	HeldLinks func(dev, ino uint64) uint64
 }
 
 // StateDir is the directory below the target where the applier keeps its
@@ -92,6 +98,7 @@ type Applier struct {
 	root          int    // the target directory, O_RDONLY|O_DIRECTORY
 	state         *stateFile
 	preserveOwner bool
+	heldLinks     func(dev, ino uint64) uint64
 	pending       pending
 	run           wholeRun
 	applied       uint64        // highest Seq applied, durable or not
@@ -117,7 +124,7 @@ func Open(target string, opts Options) (*Applier, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open replica %s: %w", target, os.NewSyscallError("open", err))
 	}
-	a := &Applier{target: target, root: root, pending: pending{m: map[fileKey]*pendingFile{}}}
+	a := &Applier{target: target, root: root, pending: pending{m: map[fileKey]*pendingFile{}}, heldLinks: opts.HeldLinks}
 	switch opts.Owner {
 	case OwnerAuto:
 		a.preserveOwner = os.Geteuid() == 0

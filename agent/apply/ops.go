@@ -453,7 +453,7 @@ func (a *Applier) replaceFile(c *change.Change) error {
 	switch {
 	case ok && isType(&st, unix.S_IFDIR):
 		return isDirErr(base)
-	case regular && st.Nlink > 1:
+	case regular && a.otherNames(&st):
 		return a.rewrite(c, dir.fd, base, &st)
 	}
 	old := -1

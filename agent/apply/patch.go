@@ -54,7 +54,7 @@ func (a *Applier) patchFile(c *change.Change) error {
 		return a.patchApplied(c, dir.fd, base, old, &st, end, why)
 	}
 	mode := c.Mode & 0o7777
-	if st.Nlink > 1 {
+	if a.otherNames(&st) {
 		err = a.patchLinked(c, dir.fd, base, old, &st)
 	} else {
 		err = a.newFile(dir.fd, base, c.Seq, func(fd int, tmp string) error {

@@ -146,7 +146,7 @@ func (a *Applier) stageWhole(c *change.Change) (ok bool, err error) {
 	switch {
 	case exists && isType(&st, unix.S_IFDIR):
 		return false, wrap(c, isDirErr(base))
-	case regular && st.Nlink > 1:
+	case regular && a.otherNames(&st):
 		return false, nil
 	}
 	old := -1

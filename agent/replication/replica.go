@@ -5,10 +5,12 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"sync"
 
 	"github.com/holdfast/holdfast/agent/apply"
 	"github.com/holdfast/holdfast/agent/blocksync"
 	"github.com/holdfast/holdfast/agent/change"
+	"github.com/holdfast/holdfast/agent/rewind"
 	"github.com/holdfast/holdfast/agent/treesync"
 )
 
@@ -31,40 +33,88 @@ type Replica interface {
 	Close() error
 }
 
-// LocalReplica applies changes to a directory on this host.
+// LocalReplica applies changes to a directory on this host, through the
+// rewind journal unless it was opened without one.
 type LocalReplica struct {
 	dir    string
+	opts   LocalOptions
+	mu     sync.Mutex // held while a batch is applied; see Freeze
 	ap     *apply.Applier
-	broken bool // the applier refused further work after a failed sync
+	jr     *rewind.Replica // nil when the journal is off
+	broken bool            // the applier refused further work after a failed sync
 }
 
-// OpenLocal opens (creating if needed) the replica directory dir.
+// LocalOptions tune a LocalReplica.
+type LocalOptions struct {
+	// Rewind turns the rewind journal on with these options; nil leaves
+	// it off.
+	Rewind *rewind.Options
+}
+
+// OpenLocal opens (creating if needed) the replica directory dir, with
+// the rewind journal on and its defaults (rewind.DefaultMaxBytes,
+// rewind.DefaultMaxAge).
 func OpenLocal(dir string) (*LocalReplica, error) {
+	return OpenLocalWith(dir, LocalOptions{Rewind: &rewind.Options{}})
+}
+
+// OpenLocalWith opens (creating if needed) the replica directory dir.
+func OpenLocalWith(dir string, opts LocalOptions) (*LocalReplica, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("create replica directory %s: %w", dir, err)
 	}
-	ap, err := apply.Open(dir, apply.Options{})
-	if err != nil {
+	r := &LocalReplica{dir: dir, opts: opts}
+	if err := r.open(); err != nil {
 		return nil, fmt.Errorf("open replica %s: %w", dir, err)
 	}
-	return &LocalReplica{dir: dir, ap: ap}, nil
+	return r, nil
+}
+
+func (r *LocalReplica) open() error {
+	if r.opts.Rewind != nil {
+		jr, err := rewind.Open(r.dir, *r.opts.Rewind)
+		if err != nil {
+			return err
+		}
+		r.jr, r.ap = jr, jr.Applier()
+		return nil
+	}
+	ap, err := apply.Open(r.dir, apply.Options{})
+	if err != nil {
+		return err
+	}
+	r.ap = ap
+	return nil
+}
+
+func (r *LocalReplica) close() error {
+	if r.jr != nil {
+		return r.jr.Close()
+	}
+	return r.ap.Close()
 }
 
 // ApplyBatch applies cs. After a failure that is not one change's fault (a
 // failed sync, no space while syncing) the applier must be reopened so it
 // replays from what is really on disk; that happens on the next call.
 func (r *LocalReplica) ApplyBatch(cs []change.Change) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
 	if r.broken {
-		if err := r.ap.Close(); err != nil {
+		if err := r.close(); err != nil {
 			return fmt.Errorf("reopen replica %s: %w", r.dir, err)
 		}
-		ap, err := apply.Open(r.dir, apply.Options{})
-		if err != nil {
+		if err := r.open(); err != nil {
 			return fmt.Errorf("reopen replica %s: %w", r.dir, err)
 		}
-		r.ap, r.broken = ap, false
+		r.broken = false
 	}
-	err := r.ap.ApplyBatch(cs)
+	var err error
+	if r.jr != nil {
+		err = r.jr.ApplyBatch(cs)
+	} else {
+		err = r.ap.ApplyBatch(cs)
+	}
 	var ae *apply.Error
 	if err != nil && !errors.As(err, &ae) {
 		r.broken = true
@@ -72,8 +122,28 @@ func (r *LocalReplica) ApplyBatch(cs []change.Change) error {
 	return err
 }
 
-func (r *LocalReplica) LastApplied() uint64 { return r.ap.LastApplied() }
-func (r *LocalReplica) Close() error        { return r.ap.Close() }
+// Journal is the replica's rewind journal, nil when it is off.
+func (r *LocalReplica) Journal() *rewind.Replica { return r.jr }
+
+// Freeze runs fn while no batch is being applied, so that fn sees the
+// tree between two batches (a snapshot of the replica, for one).
+func (r *LocalReplica) Freeze(fn func() error) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return fn()
+}
+
+func (r *LocalReplica) LastApplied() uint64 {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.ap.LastApplied()
+}
+
+func (r *LocalReplica) Close() error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.close()
+}
 
 // Scan scans the replica directory.
 func (r *LocalReplica) Scan() ([]treesync.Entry, []*treesync.ScanError, error) {
