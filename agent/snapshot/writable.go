@@ -112,6 +112,13 @@ func (s *Store) writable(ctx context.Context, id, scratch string, cfg writableCo
 	return w, nil
 }
 
+// overlayOptions make the overlay behave like the replica's own
+// filesystem for the application: redirect_dir lets it rename directories
+// of the snapshot (refused with EXDEV otherwise), and index keeps hard
+// links shared when one of their names is written (otherwise the copy-up
+// breaks them apart).
+var overlayOptions = [][2]string{{"redirect_dir", "on"}, {"index", "on"}}
+
 // mountOverlay mounts lower with upper and work directories made in
 // scratch on target. The new mount API takes each directory as one
 // parameter, so no path needs escaping; kernels before 6.8 lack
@@ -129,6 +136,12 @@ func mountOverlay(lower, scratch, target string) (err error) {
 			_ = os.RemoveAll(work)
 		}
 	}()
+	// The root of an overlay takes its owner, mode, times and attributes
+	// from the upper directory, which must therefore start as the
+	// snapshot's root.
+	if err := copyRootMeta(lower, upper); err != nil {
+		return err
+	}
 	err = mountOverlayFsconfig(lower, upper, work, target)
 	if !errors.Is(err, errOldKernel) {
 		return err
@@ -139,8 +152,33 @@ func mountOverlay(lower, scratch, target string) (err error) {
 		}
 	}
 	opts := "lowerdir=" + lower + ",upperdir=" + upper + ",workdir=" + work
+	for _, kv := range overlayOptions {
+		opts += "," + kv[0] + "=" + kv[1]
+	}
 	if err := unix.Mount("overlay", target, "overlay", 0, opts); err != nil {
 		return fmt.Errorf("mount overlay on %s: %w", target, err)
+	}
+	return nil
+}
+
+func copyRootMeta(from, to string) error {
+	src, err := os.Open(from)
+	if err != nil {
+		return fmt.Errorf("open %s: %w", from, err)
+	}
+	defer src.Close()
+	dst, err := os.Open(to)
+	if err != nil {
+		return fmt.Errorf("open %s: %w", to, err)
+	}
+	defer dst.Close()
+	var st unix.Stat_t
+	if err := unix.Fstat(int(src.Fd()), &st); err != nil {
+		return fmt.Errorf("stat %s: %w", from, err)
+	}
+	c := &copier{owners: os.Geteuid() == 0}
+	if err := c.setMeta(int(src.Fd()), int(dst.Fd()), &st, to); err != nil {
+		return noSpace(err)
 	}
 	return nil
 }
@@ -166,6 +204,11 @@ func mountOverlayFsconfig(lower, upper, work, target string) error {
 	}
 	if err := unix.FsconfigSetString(fsfd, "workdir", work); err != nil {
 		return fmt.Errorf("mount overlay on %s: work %s: %w", target, work, err)
+	}
+	for _, kv := range overlayOptions {
+		if err := unix.FsconfigSetString(fsfd, kv[0], kv[1]); err != nil {
+			return fmt.Errorf("mount overlay on %s: %s=%s: %w", target, kv[0], kv[1], err)
+		}
 	}
 	if err := unix.FsconfigCreate(fsfd); err != nil {
 		return fmt.Errorf("mount overlay on %s: %w", target, err)
