@@ -52,6 +52,7 @@ type copier struct {
 	links  map[inode]string // first copied name (relative) of a multiply-linked inode
 	files  int64
 	bytes  int64
+	cloned bool // some file's content was cloned
 	copied bool // some file's content was copied rather than cloned
 	owners bool
 }
@@ -216,6 +217,7 @@ func (c *copier) content(in, out int, size int64) error {
 		err := unix.IoctlFileClone(out, in)
 		if err == nil {
 			c.clone.decide(true)
+			c.cloned = true
 			return nil
 		}
 		if !cloneUnsupported(err) {

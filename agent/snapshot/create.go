@@ -95,7 +95,9 @@ func (s *Store) build(ctx context.Context, src, partial string, in Info, progres
 		return Info{}, fmt.Errorf("create snapshot %s: %w", in.ID, err)
 	}
 	in.Files, in.Bytes = c.files, c.bytes
-	if c.copied {
+	// Reflink only when clones were actually made: a tree without file
+	// content proves nothing about the filesystem.
+	if c.copied || !c.cloned {
 		in.Method = Copy
 	}
 	b, err := encodeInfo(in)

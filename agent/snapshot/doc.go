@@ -29,7 +29,8 @@
 // copies data extents with copy_file_range (Method "copy"), holes skipped,
 // which is correct but proportional to the data. A Store tries FICLONE on
 // the first file with content and keeps the answer; a snapshot in which any
-// file had to be copied is recorded as "copy".
+// file had to be copied, or which has no file content at all, is recorded
+// as "copy".
 //
 // Create does not stop writers: a consistent point in time needs the
 // caller to hold the replica's applier still while Create runs (with
