@@ -7,7 +7,8 @@ set -euo pipefail
 declare -A groups=(
   # go test ./... : protoc checks that the committed generated code is current.
   # iproute2: the multi-host test puts hosts in network namespaces.
-  [test]="protobuf-compiler iproute2"
+  # xfsprogs: agent/snapshot tests its reflink path on an XFS loop filesystem.
+  [test]="protobuf-compiler iproute2 xfsprogs"
   # make demo: Go builds everything; nothing else is needed yet.
   [demo]=""
   [proto]="protobuf-compiler"
