@@ -47,10 +47,12 @@ type Recorder interface {
 type Server struct {
 	Scenarios   *scenarios.Service
 	Replication Replication
-	Plugins     Plugins
-	Activity    ActivityReader
-	Recorder    Recorder
-	Logger      *slog.Logger
+	// Recovery backs rewind, snapshot and test routes; nil leaves them out.
+	Recovery Recovery
+	Plugins  Plugins
+	Activity ActivityReader
+	Recorder Recorder
+	Logger   *slog.Logger
 	// Agents backs the enrollment administration routes; nil leaves them
 	// out.
 	Agents *AgentAdmin
@@ -75,6 +77,9 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("POST /api/v1/scenarios/{name}/{action}", s.scenarioAction)
 	mux.HandleFunc("GET /api/v1/scenarios/{name}/status", s.scenarioStatus)
 	mux.HandleFunc("GET /api/v1/scenarios/{name}/difference", s.differenceReport)
+	if s.Recovery != nil {
+		s.recoveryRoutes(mux)
+	}
 	mux.HandleFunc("GET /api/v1/plugins", s.listPlugins)
 	mux.HandleFunc("GET /api/v1/log", s.listLog)
 	if s.Agents != nil {
@@ -185,8 +190,12 @@ func statusOf(err error) int {
 		return http.StatusBadGateway
 	case messages.NotAuthorized:
 		return http.StatusUnauthorized
-	case messages.ScenarioNotRunning, messages.ScenarioAlreadyRunning:
+	case messages.ScenarioNotRunning, messages.ScenarioAlreadyRunning, messages.RewindNeedsStop, messages.RecoveryNotReplicating:
 		return http.StatusConflict
+	case messages.SnapshotNotFound, messages.RewindNoPoint:
+		return http.StatusNotFound
+	case messages.RewindPointDropped, messages.RecoveryImpossible, messages.RecoveryUnavailable:
+		return http.StatusUnprocessableEntity
 	case messages.AgentUnknown:
 		return http.StatusNotFound
 	case messages.AgentTokenRefused:

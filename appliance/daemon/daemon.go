@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/holdfast/holdfast/agent/capture"
+	"github.com/holdfast/holdfast/agent/rewind"
 	"github.com/holdfast/holdfast/appliance/activity"
 	"github.com/holdfast/holdfast/appliance/api"
 	"github.com/holdfast/holdfast/appliance/catalog"
@@ -22,6 +23,7 @@ import (
 	"github.com/holdfast/holdfast/appliance/messages"
 	"github.com/holdfast/holdfast/appliance/pki"
 	"github.com/holdfast/holdfast/appliance/pluginhost"
+	"github.com/holdfast/holdfast/appliance/recovery"
 	"github.com/holdfast/holdfast/appliance/runner"
 	"github.com/holdfast/holdfast/appliance/scenarios"
 	"github.com/holdfast/holdfast/appliance/version"
@@ -93,8 +95,12 @@ func Run(ctx context.Context, cfg config.Config, opts Options, logger *slog.Logg
 		self = cfg.HostName // only agents need a certificate name
 	}
 	dataAddr := &addressCell{}
+	var journal *rewind.Options
+	if cfg.Rewind.Enabled {
+		journal = &rewind.Options{MaxBytes: int64(cfg.Rewind.MaxSize), MaxAge: time.Duration(cfg.Rewind.Keep), Log: logger}
+	}
 	runs := runner.New(cat, log, filepath.Join(cfg.DataDir, "spool"), runner.Options{
-		SpoolMaxBytes: int64(cfg.Replication.SpoolMax), Capture: backend,
+		SpoolMaxBytes: int64(cfg.Replication.SpoolMax), Capture: backend, Rewind: journal,
 		Remote: runner.Remote{LocalHosts: []string{"localhost", cfg.HostName, self}, Self: self, DataAddress: dataAddr.get},
 	})
 	register := func(l *api.AgentListener) {
@@ -144,6 +150,11 @@ func Run(ctx context.Context, cfg config.Config, opts Options, logger *slog.Logg
 
 	srv := api.New(token)
 	srv.Replication = runs
+	recoveryOpts := recovery.Options{}
+	if journal != nil {
+		recoveryOpts.Rewind = *journal
+	}
+	srv.Recovery = recovery.New(runs, plugins, cat, log, recoveryOpts)
 	srv.Scenarios = scenarios.New(cat, plugins, log, []string{"localhost", cfg.HostName})
 	srv.Scenarios.Enrolled = func(host string) bool { return enrolled(ca, host) }
 	srv.Plugins = plugins

@@ -19,6 +19,7 @@ import (
 	"github.com/holdfast/holdfast/agent/capture"
 	"github.com/holdfast/holdfast/agent/control"
 	"github.com/holdfast/holdfast/agent/replication"
+	"github.com/holdfast/holdfast/agent/rewind"
 	"github.com/holdfast/holdfast/appliance/activity"
 	"github.com/holdfast/holdfast/appliance/catalog"
 	"github.com/holdfast/holdfast/appliance/messages"
@@ -73,6 +74,9 @@ type Options struct {
 	SpoolMaxBytes int64           // per replicated root; 0: the spool's default
 	Capture       capture.Backend // capture.Auto picks fanotify where it can
 	Remote        Remote          // how scenarios with other hosts run
+	// Rewind, when set, gives every replica this appliance applies to a
+	// rewind journal with these limits; nil turns Data Rewind off.
+	Rewind *rewind.Options
 }
 
 // New returns a Runner keeping spools below spoolDir.
@@ -142,7 +146,7 @@ func (r *Runner) start(ctx context.Context, sc catalog.Scenario) error {
 	for ri, rep := range sc.Replicas {
 		for oi, root := range sc.Roots {
 			p := &pair{root: root, replicaDir: ReplicaDir(rep.Target, sc.Roots, root)}
-			local, err := replication.OpenLocal(p.replicaDir)
+			local, err := replication.OpenLocalWith(p.replicaDir, replication.LocalOptions{Rewind: r.journal(sc.Name, rep.Host, p.replicaDir)})
 			if err != nil {
 				r.stopPairs(run.pairs)
 				return messages.Wrap(err, messages.ReplicationFailed, sc.Name, err)
@@ -167,6 +171,20 @@ func (r *Runner) start(ctx context.Context, sc catalog.Scenario) error {
 	delete(r.failed, sc.ID)
 	r.mu.Unlock()
 	return nil
+}
+
+// journal returns the rewind journal options of one replica directory:
+// the configured limits, with dropped points reported in the activity log.
+func (r *Runner) journal(name, host, dir string) *rewind.Options {
+	if r.opts.Rewind == nil {
+		return nil
+	}
+	o := *r.opts.Rewind
+	o.OnDrop = func(d rewind.Dropped) {
+		r.rec.Record(context.Background(), messages.RewindPointsDropped, name, host+":"+dir, d.Points, d.FirstID, d.LastID,
+			d.Oldest.Local().Format(time.DateTime), d.Newest.Local().Format(time.DateTime), d.Why)
+	}
+	return &o
 }
 
 func (r *Runner) notifier(name, root, replicaDir string) func(replication.Notice) {
