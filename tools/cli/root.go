@@ -37,7 +37,8 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	pf.StringVar(&a.conn.TokenFile, "token-file", "", "file holding the administrator token (default $HOLDFAST_TOKEN, else DATA/admin.token)")
 	pf.BoolVar(&a.asJSON, "json", false, "print JSON instead of tables")
 	root.CompletionOptions.DisableDefaultCmd = true
-	root.AddCommand(a.scenarioCmd(), a.reportCmd(), a.pluginsCmd(), a.logCmd(), a.messagesCmd(), a.agentCmd())
+	root.AddCommand(a.scenarioCmd(), a.reportCmd(), a.pluginsCmd(), a.logCmd(), a.messagesCmd(), a.agentCmd(),
+		a.rewindCmd(), a.snapshotCmd())
 	root.SetArgs(args)
 	root.SetOut(stdout)
 	root.SetErr(stderr)

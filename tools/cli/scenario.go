@@ -20,6 +20,7 @@ func (a *app) scenarioCmd() *cobra.Command {
 	cmd := &cobra.Command{Use: "scenario", Short: "Create, list, show, delete, run, stop, suspend and resume scenarios"}
 	cmd.AddCommand(a.scenarioCreateCmd(), a.scenarioListCmd(), a.scenarioShowCmd(), a.scenarioDeleteCmd())
 	cmd.AddCommand(a.scenarioActionCmds()...)
+	cmd.AddCommand(a.scenarioTestCmds()...)
 	return cmd
 }
 
