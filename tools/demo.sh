@@ -42,7 +42,7 @@ echo "\$ holdfast --token-file /dev/null scenario list"
 "$bin/holdfast" --data "$data" --token-file /dev/null scenario list || true
 
 step "Create a File Server scenario over the two directories"
-hf scenario create "File Server - demo" --type fileserver --root "$work/master" --replica "localhost:$work/replica"
+hf scenario create "File Server - demo" --type fileserver --root "$work/master" --replica "localhost:$work/replica" --assured-recovery
 
 step "List and show it"
 hf scenario list
@@ -92,6 +92,24 @@ diff -r --exclude=.holdfast "$work/master" "$work/replica" && echo "(after resum
 hf report difference "File Server - demo"
 hf report replication "File Server - demo"
 
+step "Assured Recovery: the handler tests a writable view of a fresh snapshot while replication goes on"
+hf scenario test "File Server - demo"
+hf snapshot list "File Server - demo"
+
+step "Data Rewind: bookmark, then a virus overwrites a file on the master and the damage replicates"
+hf rewind bookmark "File Server - demo" "before the virus"
+cat "$work/master/mail/readme.txt" | sed 's/^/master mail\/readme.txt before: /'
+echo "ENCRYPTED BY A VIRUS - pay 1 BTC" >"$work/master/mail/readme.txt"
+for _ in $(seq 1 200); do grep -q ENCRYPTED "$work/replica/mail/readme.txt" 2>/dev/null && break; sleep 0.05; done
+sed 's/^/replica mail\/readme.txt now:  /' "$work/replica/mail/readme.txt"
+
+step "Stop the scenario (so that the master's changes stop landing) and rewind the replica to the bookmark"
+hf scenario stop "File Server - demo"
+hf rewind list "File Server - demo" --limit 6
+hf rewind to "File Server - demo" --bookmark "before the virus"
+sed 's/^/replica mail\/readme.txt after the rewind: /' "$work/replica/mail/readme.txt"
+grep -q "quarterly numbers" "$work/replica/mail/readme.txt" && echo "(the good content is back on the replica; copy it to the master from there)"
+
 step "A bad definition is refused with a message code"
 hf scenario create broken --type fileserver --root relative/dir --replica "$work/replica" || true
 
@@ -109,9 +127,6 @@ hf scenario show "File Server - demo" >/dev/null && echo "(the restarted plugin 
 
 step "Activity log"
 hf log
-
-step "Stop the scenario and holdfastd"
-hf scenario stop "File Server - demo"
 
 step "Stop holdfastd"
 kill -TERM "$daemon_pid"
