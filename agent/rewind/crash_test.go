@@ -102,6 +102,11 @@ func TestCrashDuringRewind(t *testing.T) {
 			killed++
 		}
 		r := openR(t, dir, Options{Log: discardLog()})
+		for _, s := range r.j.segs {
+			if s.damage != nil {
+				t.Fatalf("round %d: a kill damaged the journal: %v", round, s.damage)
+			}
+		}
 		got := digest(t, dir)
 		if !wasDone && got == states[to] && got != before {
 			rolled++

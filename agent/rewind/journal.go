@@ -114,7 +114,7 @@ func (j *journal) load() error {
 		return err
 	}
 	if len(j.segs) == 0 || j.segs[len(j.segs)-1].damage != nil {
-		return j.rotate()
+		return j.rotate(j.next)
 	}
 	s := j.segs[len(j.segs)-1]
 	f, err := os.OpenFile(filepath.Join(j.dir, s.name), os.O_WRONLY|os.O_APPEND, 0)
@@ -242,7 +242,7 @@ func (j *journal) append(recs []*Record, blobBytes int64) error {
 	}
 	s := j.segs[len(j.segs)-1]
 	if s.size+s.blobBytes >= j.segLimit && s.last >= s.first {
-		if err := j.rotate(); err != nil {
+		if err := j.rotate(recs[0].ID); err != nil {
 			return err
 		}
 		s = j.segs[len(j.segs)-1]
@@ -271,9 +271,11 @@ func (j *journal) append(recs []*Record, blobBytes int64) error {
 	return nil
 }
 
-// rotate starts a new segment for the records from j.next on.
-func (j *journal) rotate() error {
-	s := &segment{name: segName(j.next), first: j.next, last: j.next - 1, size: segHeader}
+// rotate starts a new segment for the records from first on. Records get
+// their IDs when they are captured, before the append that may rotate, so
+// first is the ID of the first record to go in, not j.next.
+func (j *journal) rotate(first uint64) error {
+	s := &segment{name: segName(first), first: first, last: first - 1, size: segHeader}
 	p := filepath.Join(j.dir, s.name)
 	f, err := os.OpenFile(p, os.O_WRONLY|os.O_CREATE|os.O_EXCL|os.O_APPEND, 0o600)
 	if err != nil {

@@ -109,6 +109,7 @@ type Replica struct {
 	root    int
 	dev     uint64
 	j       *journal
+	prog    *progressFile     // where a rewind's group has got to
 	pending map[uint64]*entry // Seq -> record of a change journaled but not yet applied
 	held    map[inodeKey]int  // inodes linked into blobs whose change is not yet applied
 	heldMu  sync.Mutex
@@ -162,7 +163,11 @@ func Open(target string, opts Options) (*Replica, error) {
 	if err := r.loadPending(); err != nil {
 		return fail(err)
 	}
-	if err := r.rollForward(); err != nil {
+	var mark progressMark
+	if r.prog, mark, err = openProgress(r.j.dir); err != nil {
+		return fail(err)
+	}
+	if err := r.rollForward(mark); err != nil {
 		return fail(err)
 	}
 	return r, nil
@@ -233,6 +238,9 @@ func (r *Replica) close() error {
 	var errs []error
 	if r.j != nil {
 		errs = append(errs, r.j.close())
+	}
+	if r.prog != nil {
+		errs = append(errs, r.prog.close())
 	}
 	if r.root >= 0 {
 		errs = append(errs, os.NewSyscallError("close", unix.Close(r.root)))

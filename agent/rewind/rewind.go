@@ -65,7 +65,7 @@ func (r *Replica) Rewind(ctx context.Context, to Target, scope string, progress 
 	if err := r.j.append([]*Record{begin}, 0); err != nil {
 		return Result{}, fmt.Errorf("rewind: %w", err)
 	}
-	res, err := r.undoAll(recs, nil, progress)
+	res, err := r.undoAll(recs, nil, 0, progress)
 	if err != nil {
 		return res, fmt.Errorf("rewind to point %d (reopen to finish it): %w", p, err)
 	}
@@ -214,13 +214,13 @@ func (r *Replica) blobData(s *Step, id uint64) ([]byte, error) {
 // undoAll undoes recs in order, in groups journaled like changes. again
 // are the records of the last group a crash interrupted: applied again
 // without being captured again.
-func (r *Replica) undoAll(recs []*Record, again []*unit, progress func(done, total int)) (Result, error) {
+func (r *Replica) undoAll(recs []*Record, again []*unit, from uint64, progress func(done, total int)) (Result, error) {
 	var res Result
 	if len(again) > 0 {
 		if err := r.capture(again); err != nil {
 			return res, err
 		}
-		if err := r.execute(again); err != nil {
+		if err := r.execute(again, from); err != nil {
 			return res, err
 		}
 	}
@@ -234,7 +234,7 @@ func (r *Replica) undoAll(recs []*Record, again []*unit, progress func(done, tot
 		if err != nil {
 			return res, err
 		}
-		if err := r.execute(units[done : done+n]); err != nil {
+		if err := r.execute(units[done:done+n], 0); err != nil {
 			return res, err
 		}
 		for _, u := range units[done : done+n] {
@@ -292,8 +292,11 @@ func (r *Replica) loadData(u *unit) error {
 	return nil
 }
 
-// execute applies the steps of journaled units, in order.
-func (r *Replica) execute(units []*unit) error {
+// execute applies the steps of journaled units, in order, from the
+// group's step from on (0 but when finishing a crashed group). Before each
+// name op, what went before is made durable and the op's index recorded
+// in the progress file (see progress.go).
+func (r *Replica) execute(units []*unit, from uint64) error {
 	var batch []change.Change
 	flush := func() error {
 		if len(batch) == 0 {
@@ -303,22 +306,40 @@ func (r *Replica) execute(units []*unit) error {
 		batch = batch[:0]
 		return err
 	}
-	for _, u := range units {
-		for i := range u.changes {
-			s := &u.changes[i]
-			if !s.Restore {
+	group := units[0].rec.ID
+	var k uint64
+	err := func() error {
+		for _, u := range units {
+			for i := range u.changes {
+				s := &u.changes[i]
+				k++
+				if k-1 < from {
+					continue
+				}
+				if !s.Restore && !nameOp(s.Change.Op) {
+					batch = append(batch, s.Change)
+					continue
+				}
+				if err := flush(); err != nil {
+					return err
+				}
+				if err := r.prog.record(progressMark{group: group, step: k - 1}); err != nil {
+					return err
+				}
+				if s.Restore {
+					if err := r.restore(s, u.rewindOf); err != nil {
+						return err
+					}
+					continue
+				}
 				batch = append(batch, s.Change)
-				continue
-			}
-			if err := flush(); err != nil {
-				return err
-			}
-			if err := r.restore(s, u.rewindOf); err != nil {
-				return err
+				if err := flush(); err != nil {
+					return err
+				}
 			}
 		}
-	}
-	err := flush()
+		return flush()
+	}()
 	for _, u := range units {
 		if steps, serr := r.stepsOf(u); serr == nil {
 			r.release(steps)
@@ -354,7 +375,7 @@ func (r *Replica) restore(s *Step, id uint64) error {
 // rollForward finishes a rewind whose begin record is durable and whose
 // end record is not: the group of steps journaled last is applied again
 // (its steps are idempotent), then the remaining points are undone.
-func (r *Replica) rollForward() error {
+func (r *Replica) rollForward(mark progressMark) error {
 	var begin *entry
 	for i := len(r.j.index) - 1; i >= 0; i-- {
 		e := r.j.index[i]
@@ -414,7 +435,11 @@ func (r *Replica) rollForward() error {
 	}
 	r.opts.Log.Warn("finishing a rewind a crash interrupted", "replica", r.target, "to", full.Target,
 		"again", len(again), "left", len(rest))
-	if _, err := r.undoAll(rest, again, nil); err != nil {
+	var from uint64
+	if len(again) > 0 && mark.group == again[0].rec.ID {
+		from = mark.step
+	}
+	if _, err := r.undoAll(rest, again, from, nil); err != nil {
 		return fmt.Errorf("finish interrupted rewind: %w", err)
 	}
 	end := &Record{ID: r.j.newID(), Time: r.opts.Now(), Kind: KindRewindEnd, Target: full.Target}
