@@ -16,6 +16,10 @@ import (
 type Links struct {
 	Transport sdk.Transport
 	Logger    *slog.Logger
+	// Held, when set, lists the replicas that replica roles hold open.
+	Held *replication.Held
+	// Local, when set, is how replica roles open their directories.
+	Local *replication.LocalOptions
 }
 
 var _ roles.Links = Links{}
@@ -30,7 +34,7 @@ func (l Links) Replica(ctx context.Context, role control.MasterRole) (replicatio
 // how far it got every second.
 func (l Links) Serve(ctx context.Context, role control.ReplicaRole, applied func(uint64)) error {
 	srv, err := NewServer(ServerConfig{Transport: l.Transport, Session: role.Session, Master: role.Master,
-		Scenario: role.Scenario, Replica: role.Session, Target: role.Target, Logger: l.Logger})
+		Scenario: role.Scenario, Replica: role.Session, Target: role.Target, Logger: l.Logger, Held: l.Held, Local: l.Local})
 	if err != nil {
 		return err
 	}

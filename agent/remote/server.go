@@ -25,6 +25,11 @@ type ServerConfig struct {
 	Replica  string
 	Target   string // the replica directory
 	Logger   *slog.Logger
+	// Held, when set, lists the replica while the server holds it open.
+	Held *replication.Held
+	// Local, when set, is how the replica is opened (its rewind journal);
+	// nil opens it with the defaults.
+	Local *replication.LocalOptions
 }
 
 // Server applies what one master sends for one replica.
@@ -64,10 +69,17 @@ func NewServer(cfg ServerConfig) (*Server, error) {
 	if cfg.Master == "" || cfg.Session == "" || cfg.Transport == nil {
 		return nil, errors.New("remote server: transport, session and master host are required")
 	}
-	rep, err := replication.OpenLocal(cfg.Target)
+	var rep *replication.LocalReplica
+	var err error
+	if cfg.Local != nil {
+		rep, err = replication.OpenLocalWith(cfg.Target, *cfg.Local)
+	} else {
+		rep, err = replication.OpenLocal(cfg.Target)
+	}
 	if err != nil {
 		return nil, err
 	}
+	cfg.Held.Add(cfg.Target, rep)
 	log := cfg.Logger
 	if log == nil {
 		log = slog.Default()
@@ -81,7 +93,10 @@ func NewServer(cfg ServerConfig) (*Server, error) {
 func (s *Server) LastApplied() uint64 { return s.rep.LastApplied() }
 
 // Close closes the replica. Call it after Serve returned.
-func (s *Server) Close() error { return s.rep.Close() }
+func (s *Server) Close() error {
+	s.cfg.Held.Remove(s.cfg.Target, s.rep)
+	return s.rep.Close()
+}
 
 // Serve receives and applies until ctx ends. A receiving stream that
 // fails is opened again, after a pause that grows while it keeps failing.

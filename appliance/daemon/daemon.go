@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/holdfast/holdfast/agent/capture"
+	"github.com/holdfast/holdfast/agent/replication"
 	"github.com/holdfast/holdfast/agent/rewind"
 	"github.com/holdfast/holdfast/appliance/activity"
 	"github.com/holdfast/holdfast/appliance/api"
@@ -99,8 +100,9 @@ func Run(ctx context.Context, cfg config.Config, opts Options, logger *slog.Logg
 	if cfg.Rewind.Enabled {
 		journal = &rewind.Options{MaxBytes: int64(cfg.Rewind.MaxSize), MaxAge: time.Duration(cfg.Rewind.Keep), Log: logger}
 	}
+	held := &replication.Held{}
 	runs := runner.New(cat, log, filepath.Join(cfg.DataDir, "spool"), runner.Options{
-		SpoolMaxBytes: int64(cfg.Replication.SpoolMax), Capture: backend, Rewind: journal,
+		SpoolMaxBytes: int64(cfg.Replication.SpoolMax), Capture: backend, Rewind: journal, Held: held,
 		Remote: runner.Remote{LocalHosts: []string{"localhost", cfg.HostName, self}, Self: self, DataAddress: dataAddr.get},
 	})
 	register := func(l *api.AgentListener) {
@@ -136,7 +138,7 @@ func Run(ctx context.Context, cfg config.Config, opts Options, logger *slog.Logg
 	defer plugins.Stop()
 
 	runs.Restart(ctx)
-	own, err := startApplianceRoles(ctx, cfg, plugins, runs, self, dataAddr, logger)
+	own, err := startApplianceRoles(ctx, cfg, plugins, runs, self, dataAddr, held, replication.LocalOptions{Rewind: journal}, logger)
 	if err != nil {
 		log.RecordError(ctx, err)
 		return err

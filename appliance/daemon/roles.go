@@ -12,6 +12,7 @@ import (
 
 	"github.com/holdfast/holdfast/agent/control"
 	"github.com/holdfast/holdfast/agent/remote"
+	"github.com/holdfast/holdfast/agent/replication"
 	"github.com/holdfast/holdfast/agent/roles"
 	"github.com/holdfast/holdfast/appliance/activity"
 	"github.com/holdfast/holdfast/appliance/api"
@@ -80,7 +81,7 @@ type applianceRoles struct {
 // replication.listen and keeps the appliance's roles in line with the
 // runner's assignments. It returns a no-op value when nothing is to be
 // received.
-func startApplianceRoles(ctx context.Context, cfg config.Config, plugins *pluginhost.Host, runs *runner.Runner, self string, addr *addressCell, logger *slog.Logger) (*applianceRoles, error) {
+func startApplianceRoles(ctx context.Context, cfg config.Config, plugins *pluginhost.Host, runs *runner.Runner, self string, addr *addressCell, held *replication.Held, local replication.LocalOptions, logger *slog.Logger) (*applianceRoles, error) {
 	own := &applianceRoles{}
 	if cfg.Replication.Listen == "" {
 		return own, nil
@@ -102,7 +103,7 @@ func startApplianceRoles(ctx context.Context, cfg config.Config, plugins *plugin
 	if err != nil {
 		return nil, messages.New(messages.ConfigInvalid, "replication.listen", fmt.Sprintf("transport %s refused it: %v", cfg.Replication.Transport, err))
 	}
-	run := roles.New(remote.Links{Transport: tr, Logger: logger}, roles.Options{
+	run := roles.New(remote.Links{Transport: tr, Logger: logger, Held: held, Local: &local}, roles.Options{
 		SpoolDir: filepath.Join(cfg.DataDir, "spool", "roles"), Logger: logger.With("component", "roles"),
 	})
 	rctx, cancel := context.WithCancel(context.WithoutCancel(ctx))

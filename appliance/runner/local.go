@@ -27,10 +27,9 @@ type Placement struct {
 	Elsewhere []string
 }
 
-// Placement returns where the scenario's replicas are. Replicas on this
-// appliance of a scenario replicated by agents (the appliance as replica of
-// an agent's master) have no Live replica here while it runs: the replica
-// role holds the directory.
+// Placement returns where the scenario's replicas are. A replica on this
+// appliance of a scenario replicated by an agent's master is Live while
+// the appliance's replica role holds it open (Options.Held).
 func (r *Runner) Placement(name string) (Placement, error) {
 	sc, err := r.lookup(name)
 	if err != nil {
@@ -54,7 +53,11 @@ func (r *Runner) Placement(name string) (Placement, error) {
 		}
 		for _, root := range sc.Roots {
 			dir := ReplicaDir(rep.Target, sc.Roots, root)
-			pl.Local = append(pl.Local, LocalReplica{Host: rep.Host, Root: root, Dir: dir, Live: live[dir]})
+			lr := LocalReplica{Host: rep.Host, Root: root, Dir: dir, Live: live[dir]}
+			if lr.Live == nil && running {
+				lr.Live = r.opts.Held.Get(dir)
+			}
+			pl.Local = append(pl.Local, lr)
 		}
 	}
 	return pl, nil

@@ -77,6 +77,9 @@ type Options struct {
 	// Rewind, when set, gives every replica this appliance applies to a
 	// rewind journal with these limits; nil turns Data Rewind off.
 	Rewind *rewind.Options
+	// Held lists the replicas the appliance's replica roles hold open, so
+	// that rewind, snapshots and tests reach them while they run.
+	Held *replication.Held
 }
 
 // New returns a Runner keeping spools below spoolDir.

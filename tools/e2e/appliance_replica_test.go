@@ -44,7 +44,7 @@ func TestAgentReplicatesToTheAppliance(t *testing.T) {
 	target := filepath.Join(base, "replica")
 	seedTree(t, root)
 	def := filepath.Join(base, "branch.json")
-	writeFile(t, def, fmt.Sprintf(`{"name":"branch","type":"fileserver","master":{"host":"shop1","roots":[%q]},"replicas":[{"host":"localhost","target":%q}]}`, root, target))
+	writeFile(t, def, fmt.Sprintf(`{"name":"branch","type":"fileserver","master":{"host":"shop1","roots":[%q]},"replicas":[{"host":"localhost","target":%q}],"assured_recovery":true}`, root, target))
 	cli("scenario", "create", "-f", def)
 	cli("scenario", "run", "branch")
 	identical := func() bool {
@@ -83,5 +83,39 @@ func TestAgentReplicatesToTheAppliance(t *testing.T) {
 	}
 	if out := string(cli("report", "difference", "branch")); !strings.Contains(out, "dept0/docs/new.txt") {
 		t.Fatalf("difference report does not show the tampered file:\n%s", out)
+	}
+
+	// While the agent replicates, the appliance's replica role holds the
+	// replica: bookmarks, snapshots and Assured Recovery reach it there.
+	cli("rewind", "bookmark", "branch", "before the late file")
+	var tests []api.RecoveryTest
+	if err := json.Unmarshal(cli("--json", "scenario", "test", "branch"), &tests); err != nil {
+		t.Fatal(err)
+	}
+	if len(tests) != 1 || !tests[0].Passed || tests[0].Checked == 0 {
+		t.Fatalf("Assured Recovery on the appliance's replica of an agent = %+v", tests)
+	}
+	late := filepath.Join(target, "dept0", "late.txt")
+	writeFile(t, filepath.Join(root, "dept0", "late.txt"), "after the bookmark")
+	waitFor(t, "the late file on the appliance", 30*time.Second, func() bool {
+		_, err := os.Stat(late)
+		return err == nil
+	})
+	cli("scenario", "stop", "branch")
+	var lastRewind []byte
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("last rewind attempt said: %s", lastRewind)
+		}
+	})
+	// The role lets go of the directory at the appliance's next pass over
+	// its assignments; until then the rewind is refused (HF-E4029).
+	waitFor(t, "the replica role to let go of the replica, then the rewind", 30*time.Second, func() bool {
+		var err error
+		lastRewind, err = exec.Command(bins.holdfast, "--data", data, "rewind", "to", "branch", "--bookmark", "before the late file").CombinedOutput()
+		return err == nil
+	})
+	if _, err := os.Stat(late); !os.IsNotExist(err) {
+		t.Fatalf("late.txt after rewinding to the bookmark before it: %v", err)
 	}
 }
