@@ -24,6 +24,8 @@ func TestDispatch(t *testing.T) {
 		{[]string{"run", "--capture", "dnotify"}, 2, "--capture"},
 		{[]string{"run", "--log-level", "loud"}, 2, "--log-level"},
 		{[]string{"run", "--bandwidth", "mon-fri 9-17 2MiB/s"}, 2, "--bandwidth: rule 1"},
+		{[]string{"run", "--rewind-max-mib", "-1"}, 2, "--rewind-max-mib must be"},
+		{[]string{"run", "--rewind-keep", "5s"}, 2, "--rewind-keep at least 1m"},
 		{[]string{"run", "--state", "/nonexistent/holdfast-agent"}, 1, "holdfast-agent enroll"},
 	}
 	for _, tt := range tests {

@@ -12,6 +12,8 @@ import (
 	"github.com/holdfast/holdfast/agent/agentd"
 	"github.com/holdfast/holdfast/agent/capture"
 	"github.com/holdfast/holdfast/agent/remote"
+	"github.com/holdfast/holdfast/agent/replication"
+	"github.com/holdfast/holdfast/agent/rewind"
 	"github.com/holdfast/holdfast/agent/roles"
 	"github.com/holdfast/holdfast/agent/throttle"
 	"github.com/holdfast/holdfast/plugins/sdk"
@@ -38,6 +40,8 @@ func runAgent(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	fs.StringVar(&cfg.Bandwidth, "bandwidth", "", `weekly limit on what this host sends, e.g. "mon-fri 08:00-18:00 2MiB/s; * unlimited" (default unlimited)`)
 	fs.StringVar(&backend, "capture", "auto", "change capture: auto, fanotify or inotify")
 	fs.StringVar(&level, "log-level", "info", "debug, info, warn or error")
+	rewindMiB := fs.Int64("rewind-max-mib", rewind.DefaultMaxBytes>>20, "size limit of each replica's Data Rewind journal, MiB (0 turns the journal off)")
+	rewindKeep := fs.Duration("rewind-keep", rewind.DefaultMaxAge, "age limit of the rewind points each replica keeps")
 	fs.Usage = func() {
 		fmt.Fprintln(stderr, "usage: holdfast-agent run [--state DIR] [--plugins DIRS] [--listen HOST:PORT] [--advertise HOST:PORT]")
 		fs.PrintDefaults()
@@ -62,10 +66,21 @@ func runAgent(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 			return 2
 		}
 	}
+	if *rewindMiB < 0 || *rewindMiB > 1<<30 || *rewindKeep < time.Minute {
+		fmt.Fprintf(stderr, "holdfast-agent run: --rewind-max-mib must be 0 (off) to 2^30 and --rewind-keep at least 1m\n")
+		return 2
+	}
+	local := replication.LocalOptions{}
+	if *rewindMiB > 0 {
+		local.Rewind = &rewind.Options{MaxBytes: *rewindMiB << 20, MaxAge: *rewindKeep}
+	}
 	cfg.PluginDirs = strings.Split(plugins, ",")
 	cfg.Logger = slog.New(slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: lv}))
 	cfg.Links = func(tr sdk.Transport, self string) roles.Links {
-		return remote.Links{Transport: tr, Logger: cfg.Logger}
+		if local.Rewind != nil {
+			local.Rewind.Log = cfg.Logger
+		}
+		return remote.Links{Transport: tr, Logger: cfg.Logger, Local: &local}
 	}
 	if err := agentd.Run(ctx, cfg); err != nil {
 		fmt.Fprintf(stderr, "holdfast-agent run: %v\n", err)
