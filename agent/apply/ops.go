@@ -63,14 +63,11 @@ func (a *Applier) writeFile(c *change.Change, replace bool, fill func(fd int) er
 	case ok && isType(&st, unix.S_IFDIR):
 		return isDirErr(base)
 	case ok && isType(&st, unix.S_IFREG):
-		fd, err := openat2(dir.fd, base, unix.O_WRONLY|unix.O_NOFOLLOW|unix.O_NONBLOCK, 0)
+		fd, err := openWritable(dir.fd, base, &st)
 		if err != nil {
-			return resolveErr(base, err)
-		}
-		defer unix.Close(fd)
-		if err := sameNode(fd, &st); err != nil {
 			return err
 		}
+		defer unix.Close(fd)
 		if err := fill(fd); err != nil {
 			return err
 		}
@@ -137,14 +134,11 @@ func (a *Applier) create(c *change.Change, replace bool) error {
 	case ok && isType(&st, unix.S_IFDIR):
 		return isDirErr(base)
 	case ok && isType(&st, unix.S_IFREG):
-		fd, err := openat2(dir.fd, base, unix.O_WRONLY|unix.O_NOFOLLOW|unix.O_NONBLOCK, 0)
+		fd, err := openWritable(dir.fd, base, &st)
 		if err != nil {
-			return resolveErr(base, err)
-		}
-		defer unix.Close(fd)
-		if err := sameNode(fd, &st); err != nil {
 			return err
 		}
+		defer unix.Close(fd)
 		if err := ftruncate(fd, 0); err != nil {
 			return err
 		}
@@ -499,14 +493,11 @@ func (a *Applier) finishNew(dir int, tmp string, fd, old int, st *unix.Stat_t, m
 // rewrite replaces the content of a file with several links in place, so
 // that all its names keep sharing it.
 func (a *Applier) rewrite(c *change.Change, dir int, base string, st *unix.Stat_t) error {
-	fd, err := openat2(dir, base, unix.O_WRONLY|unix.O_NOFOLLOW|unix.O_NONBLOCK, 0)
+	fd, err := openWritable(dir, base, st)
 	if err != nil {
-		return resolveErr(base, err)
-	}
-	defer unix.Close(fd)
-	if err := sameNode(fd, st); err != nil {
 		return err
 	}
+	defer unix.Close(fd)
 	// Write first, then cut: the file is never shorter than both versions.
 	if err := pwriteAll(fd, c.Data, 0); err != nil {
 		return err

@@ -125,14 +125,11 @@ func (a *Applier) patchLinked(c *change.Change, dir int, base string, old int, s
 	if err != nil {
 		return err
 	}
-	wfd, err := openat2(dir, base, unix.O_WRONLY|unix.O_NOFOLLOW|unix.O_NONBLOCK, 0)
+	wfd, err := openWritable(dir, base, st)
 	if err != nil {
-		return resolveErr(base, err)
-	}
-	defer unix.Close(wfd)
-	if err := sameNode(wfd, st); err != nil {
 		return err
 	}
+	defer unix.Close(wfd)
 	// Write first, then cut: the file is never shorter than both versions.
 	if err := copyRange(tfd, wfd, n); err != nil {
 		return err

@@ -110,6 +110,20 @@ func openNode(dir int, base string, st *unix.Stat_t) (int, error) {
 	return fd, nil
 }
 
+// openWritable opens the regular file st describes for writing in place,
+// never through a symlink, and checks it is still that file.
+func openWritable(dir int, base string, st *unix.Stat_t) (int, error) {
+	fd, err := openat2(dir, base, unix.O_WRONLY|unix.O_NOFOLLOW|unix.O_NONBLOCK, 0)
+	if err != nil {
+		return -1, resolveErr(base, err)
+	}
+	if err := sameNode(fd, st); err != nil {
+		_ = unix.Close(fd)
+		return -1, err
+	}
+	return fd, nil
+}
+
 // sameNode checks that fd is the object st describes. Nothing but this
 // applier writes the tree, so a mismatch means the tree is being changed
 // behind its back; stop rather than act on the wrong object.

@@ -158,14 +158,11 @@ func (a *Applier) restore(path string, src *os.File, meta *FileMeta) error {
 	case ok && isType(&st, unix.S_IFDIR):
 		return isDirErr(base)
 	case ok && isType(&st, unix.S_IFREG) && a.otherNames(&st):
-		fd, err := openat2(dir.fd, base, unix.O_WRONLY|unix.O_NOFOLLOW|unix.O_NONBLOCK, 0)
+		fd, err := openWritable(dir.fd, base, &st)
 		if err != nil {
-			return resolveErr(base, err)
-		}
-		defer unix.Close(fd)
-		if err := sameNode(fd, &st); err != nil {
 			return err
 		}
+		defer unix.Close(fd)
 		if err := copyContent(int(src.Fd()), fd, sst.Size, false); err != nil {
 			return err
 		}
