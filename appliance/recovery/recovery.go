@@ -83,6 +83,17 @@ func scratchDir(replicaDir string) string {
 // replicaName is how a replica is named in messages and records.
 func replicaName(lr runner.LocalReplica) string { return lr.Host + ":" + lr.Dir }
 
+// replicas returns the scenario's placement and its replicas held here
+// matching dir ("" for all).
+func (s *Service) replicas(name, dir string) (runner.Placement, []runner.LocalReplica, error) {
+	pl, err := s.placer.Placement(name)
+	if err != nil {
+		return pl, nil, err
+	}
+	reps, err := selectReplicas(pl, dir)
+	return pl, reps, err
+}
+
 // selectReplicas keeps the replicas matching dir ("" keeps all) and fails
 // when none of the scenario's replicas is on this appliance.
 func selectReplicas(pl runner.Placement, dir string) ([]runner.LocalReplica, error) {

@@ -25,11 +25,7 @@ func (s *Service) Bookmark(ctx context.Context, name, label string) ([]Mark, err
 	if err := checkLabel("label", label); err != nil {
 		return nil, err
 	}
-	pl, err := s.placer.Placement(name)
-	if err != nil {
-		return nil, err
-	}
-	reps, err := selectReplicas(pl, "")
+	pl, reps, err := s.replicas(name, "")
 	if err != nil {
 		return nil, err
 	}
@@ -69,11 +65,7 @@ type PointQuery struct {
 
 // Points lists the rewind points of the scenario's replicas.
 func (s *Service) Points(ctx context.Context, name string, q PointQuery) ([]PointList, error) {
-	pl, err := s.placer.Placement(name)
-	if err != nil {
-		return nil, err
-	}
-	reps, err := selectReplicas(pl, q.Replica)
+	pl, reps, err := s.replicas(name, q.Replica)
 	if err != nil {
 		return nil, err
 	}
@@ -189,11 +181,7 @@ func (s *Service) Rewind(ctx context.Context, name string, q RewindRequest, prog
 	if err != nil {
 		return nil, err
 	}
-	pl, err := s.placer.Placement(name)
-	if err != nil {
-		return nil, err
-	}
-	reps, err := selectReplicas(pl, q.Replica)
+	pl, reps, err := s.replicas(name, q.Replica)
 	if err != nil {
 		return nil, err
 	}

@@ -133,11 +133,7 @@ func (s *Service) retain(ctx context.Context, sc catalog.Scenario, lr runner.Loc
 // Snapshots lists the snapshots of the scenario's replicas held here,
 // oldest first per replica.
 func (s *Service) Snapshots(name string) ([]Snap, error) {
-	pl, err := s.placer.Placement(name)
-	if err != nil {
-		return nil, err
-	}
-	reps, err := selectReplicas(pl, "")
+	pl, reps, err := s.replicas(name, "")
 	if err != nil {
 		return nil, err
 	}
@@ -160,11 +156,7 @@ func (s *Service) Snapshots(name string) ([]Snap, error) {
 
 // ReleaseSnapshot releases the snapshot id of whichever replica holds it.
 func (s *Service) ReleaseSnapshot(ctx context.Context, name, id string) error {
-	pl, err := s.placer.Placement(name)
-	if err != nil {
-		return err
-	}
-	reps, err := selectReplicas(pl, "")
+	pl, reps, err := s.replicas(name, "")
 	if err != nil {
 		return err
 	}
