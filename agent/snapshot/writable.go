@@ -261,3 +261,18 @@ func (w *Writable) Discard() error {
 	}
 	return nil
 }
+
+// DiscardLeftover removes what a Writable in scratch left behind when its
+// process died before Discard: the overlay stays mounted after a crash,
+// and its upper layer holds what the test wrote. Call it only for scratch
+// folders no live Writable uses.
+func DiscardLeftover(scratch string) error {
+	dir := filepath.Join(scratch, scratchTree)
+	if err := unix.Unmount(dir, 0); err != nil && !errors.Is(err, unix.EINVAL) && !errors.Is(err, unix.ENOENT) {
+		return fmt.Errorf("discard leftover writable snapshot: unmount %s: %w", dir, err)
+	}
+	if err := removeTree(scratch); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("discard leftover writable snapshot: %w", err)
+	}
+	return nil
+}

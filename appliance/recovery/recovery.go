@@ -15,6 +15,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"time"
 	"unicode"
 
@@ -61,6 +62,7 @@ type Service struct {
 	store    Store
 	rec      activity.Recorder
 	opts     Options
+	testMu   sync.Mutex // Assured Recovery tests run one at a time
 }
 
 // New returns a service.

@@ -16,6 +16,7 @@ import (
 
 	"github.com/holdfast/holdfast/agent/capture"
 	"github.com/holdfast/holdfast/agent/rewind"
+	"github.com/holdfast/holdfast/agent/snapshot"
 	"github.com/holdfast/holdfast/appliance/activity"
 	"github.com/holdfast/holdfast/appliance/catalog"
 	"github.com/holdfast/holdfast/appliance/messages"
@@ -409,4 +410,43 @@ func TestAssuredRecoveryNeedsItsConfiguration(t *testing.T) {
 	r.run()
 	_, err := r.svc.Test(context.Background(), "db")
 	wantCode(t, err, messages.RecoveryImpossible)
+}
+
+// TestAssuredRecoveryCleansACrashedView: a view left by a test holdfastd
+// did not finish (an overlay stays mounted) is removed by the next test.
+func TestAssuredRecoveryCleansACrashedView(t *testing.T) {
+	r := newRig(t, 10, true)
+	ctx := context.Background()
+	r.run()
+	r.waitReplica("data.db", "TOYDB1\nrow 1\n")
+	snaps, err := r.svc.TakeSnapshot(ctx, "db", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	store, err := snapshot.OpenStore(SnapshotDir(r.replica))
+	if err != nil {
+		t.Fatal(err)
+	}
+	left := filepath.Join(scratchDir(r.replica), snaps[0].ID)
+	w, err := store.Writable(ctx, snaps[0].ID, left)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(w.Dir(), "half.log"), []byte("crashed here"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	// No Discard: as if holdfastd had died here.
+	if _, err := r.svc.Test(ctx, "db"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(left); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("crashed view %s still there: %v", left, err)
+	}
+	mounts, err := os.ReadFile("/proc/self/mountinfo")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(string(mounts), left) {
+		t.Fatalf("crashed view still mounted at %s", left)
+	}
 }

@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
+	"os"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -79,6 +81,13 @@ func entityOf(entities []catalog.Entity, root string) string {
 
 func (s *Service) testOne(ctx context.Context, pl runner.Placement, lr runner.LocalReplica, h sdk.ScenarioHandler, entity string) (catalog.RecoveryTest, error) {
 	sc := pl.Scenario
+	// One test at a time: what is in the views folder then is a crash's
+	// leftover (an overlay stays mounted when holdfastd dies in a test).
+	s.testMu.Lock()
+	defer s.testMu.Unlock()
+	if err := discardLeftovers(scratchDir(lr.Dir)); err != nil {
+		return catalog.RecoveryTest{}, messages.Wrap(err, messages.SnapshotReleaseFailed, sc.Name, sc.ID, replicaName(lr), err)
+	}
 	snap, err := s.snapshot(ctx, pl, lr, snapshot.Meta{Scenario: sc.Name, Consistency: ConsistencyCrash, Label: "assured recovery"})
 	if err != nil {
 		return catalog.RecoveryTest{}, err
@@ -119,6 +128,23 @@ func (s *Service) testOne(ctx context.Context, pl runner.Placement, lr runner.Lo
 	}
 	s.retain(ctx, sc, lr)
 	return stored, nil
+}
+
+// discardLeftovers removes the views a crashed test left in dir.
+func discardLeftovers(dir string) error {
+	entries, err := os.ReadDir(dir)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("list %s: %w", dir, err)
+	}
+	for _, e := range entries {
+		if err := snapshot.DiscardLeftover(filepath.Join(dir, e.Name())); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // verify runs the handler on a writable view of the snapshot and discards
