@@ -8,34 +8,16 @@ import (
 	"strconv"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/holdfast/holdfast/agent/internal/beneath"
 )
 
-// resolve is how every name below the root is looked up: beneath the
-// directory descriptor given, through no symlink of any kind, the last
-// component included (openat2 fails with ELOOP). Symlink
-// targets in a replica are the master's data; following one, even to a
-// place inside the tree, would write where the master did not.
-const resolve = unix.RESOLVE_BENEATH | unix.RESOLVE_NO_SYMLINKS | unix.RESOLVE_NO_MAGICLINKS
-
-// openat2 opens name below dirfd with the confinement above. mode is used
-// only with O_CREAT.
+// openat2 opens name below dirfd, never through a symlink nor out of it
+// (package beneath): symlink targets in a replica are the master's data;
+// following one, even to a place inside the tree, would write where the
+// master did not. mode is used only with O_CREAT.
 func openat2(dirfd int, name string, flags int, mode uint32) (int, error) {
-	how := unix.OpenHow{Flags: uint64(flags) | unix.O_CLOEXEC, Resolve: resolve}
-	if flags&unix.O_CREAT != 0 {
-		how.Mode = uint64(mode)
-	}
-	for tries := 0; ; tries++ {
-		fd, err := unix.Openat2(dirfd, name, &how)
-		// EAGAIN: the kernel saw a concurrent rename or mount during a
-		// RESOLVE_BENEATH walk and asks for a retry.
-		if (err == unix.EINTR || err == unix.EAGAIN) && tries < 16 {
-			continue
-		}
-		if err != nil {
-			return -1, os.NewSyscallError("openat2", err)
-		}
-		return fd, nil
-	}
+	return beneath.Open(dirfd, name, flags, mode)
 }
 
 // resolveErr marks the errors by which openat2 refuses a path as escapes:
