@@ -14,6 +14,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime/pprof"
 	"sort"
 	"time"
 
@@ -25,12 +26,16 @@ func main() {
 	sessions := flag.Int("sessions", 10, "sessions holding a version of every file")
 	reps := flag.Int("reps", 11, "queries of each kind; the median is printed")
 	dir := flag.String("dir", "", "where to build the catalog (default: a temporary folder, removed after)")
+	profile := flag.String("cpuprofile", "", "write a CPU profile of the queries to this file")
 	flag.Parse()
+	cpuProfile = *profile
 	if err := run(*files, *sessions, *reps, *dir); err != nil {
 		fmt.Fprintln(os.Stderr, "catalog bench:", err)
 		os.Exit(1)
 	}
 }
+
+var cpuProfile string
 
 func pathOf(i int) string {
 	return fmt.Sprintf("/srv/share/dept%02d/project%03d/report-%06d.txt", i%37, i%251, i)
@@ -77,6 +82,17 @@ func run(files, sessions, reps int, dir string) error {
 	listing.Close()
 	fmt.Printf("catalog of %d file versions (%d paths x %d sessions) built in %s\n", files*sessions, files, sessions, time.Since(start).Round(time.Millisecond))
 
+	if cpuProfile != "" {
+		f, err := os.Create(cpuProfile)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return err
+		}
+		defer pprof.StopCPUProfile()
+	}
 	one := fmt.Sprintf("report-%06d.txt", files/2)
 	queries := []struct {
 		what, pattern, grep string
