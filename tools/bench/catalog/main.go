@@ -96,7 +96,7 @@ func run(files, sessions, reps int, dir string) error {
 	one := fmt.Sprintf("report-%06d.txt", files/2)
 	queries := []struct {
 		what, pattern, grep string
-		limit           int
+		limit               int
 	}{
 		{"one file name", one, one, 0},
 		{"prefix pattern report-0123*", "report-0123*", "report-0123", 0},
