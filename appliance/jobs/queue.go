@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"slices"
 	"sync"
 	"time"
@@ -96,7 +97,7 @@ func Open(cfg Config) (*Queue, error) {
 	}
 	q := &Queue{
 		cat:       cfg.Catalog,
-		executors: cfg.Executors,
+		executors: maps.Clone(cfg.Executors),
 		maxActive: cfg.MaxActive,
 		loc:       cfg.Location,
 		now:       cfg.Now,

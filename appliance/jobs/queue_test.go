@@ -638,3 +638,45 @@ func mustParis() *time.Location {
 	}
 	return loc
 }
+
+// TestCancelIgnoredByExecutor: an executor that finishes its run despite the
+// cancel keeps its result, and the repeating job still does not run again.
+func TestCancelIgnoredByExecutor(t *testing.T) {
+	f := newFixture(t, 1)
+	j := f.submit(t, "gated", "every 1h")
+	f.tick(t, j.ID)
+	f.gated.waitStarted(t, j.ID)
+	if err := f.q.Cancel(j.ID); err != nil {
+		t.Fatal(err)
+	}
+	if got := f.get(t, j.ID); got.State != catalog.JobActive {
+		t.Fatalf("job = %s before its executor returned, want still active", got.State)
+	}
+	close(f.gated.gate(j.ID))
+	f.events.wait(t, EventFinished, j.ID)
+	if got := f.get(t, j.ID); got.State != catalog.JobDone || got.Result != catalog.ResultCompleted {
+		t.Fatalf("job = %s/%s, want done/completed", got.State, got.Result)
+	}
+}
+
+// TestKindWithoutExecutor: a job whose executor is missing from a later
+// build's wiring fails once instead of being retried at every pass.
+func TestKindWithoutExecutor(t *testing.T) {
+	f := newFixture(t, 1)
+	j := f.submit(t, "gated", "every 1h")
+	f.q.Close()
+	cfg := f.config(1)
+	delete(cfg.Executors, "gated")
+	q, err := Open(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer q.Close()
+	if started, err := q.Tick(); err != nil || len(started) != 0 {
+		t.Fatalf("Tick = %v, %v", started, err)
+	}
+	ev := f.events.wait(t, EventFailed, j.ID)
+	if !strings.Contains(ev.Run.Reason, `no executor for job kind "gated"`) || ev.Job.State != catalog.JobDone {
+		t.Fatalf("event = %+v", ev)
+	}
+}

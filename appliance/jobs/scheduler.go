@@ -10,7 +10,8 @@ import (
 )
 
 // Tick is one scheduler pass: it starts the Ready jobs that are due, oldest
-// run time first, while fewer than MaxActive run, and returns their IDs.
+// run time first, while fewer than MaxActive run, and returns the IDs of
+// those it started.
 // Run calls it periodically; tests call it after moving their fake clock.
 func (q *Queue) Tick() ([]uint64, error) {
 	q.mu.Lock()
@@ -37,7 +38,9 @@ func (q *Queue) Tick() ([]uint64, error) {
 			q.notify(events...)
 			return started, fmt.Errorf("scheduler pass: %w", err)
 		}
-		started = append(started, j.ID)
+		if ev.Kind == EventStarted {
+			started = append(started, j.ID)
+		}
 		events = append(events, ev)
 	}
 	q.mu.Unlock()
