@@ -2,6 +2,7 @@ package jobs
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"time"
@@ -56,7 +57,7 @@ func (q *Queue) Run(ctx context.Context, interval time.Duration) error {
 	defer t.Stop()
 	for {
 		if _, err := q.Tick(); err != nil {
-			if err == ErrClosed {
+			if errors.Is(err, ErrClosed) {
 				return err
 			}
 			q.log.Error("job scheduler pass failed", "err", err)
