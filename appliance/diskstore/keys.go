@@ -153,6 +153,11 @@ func decodeKeyFile(b []byte) (*keyFile, error) {
 	if want := sha256.Sum256(body); !bytes.Equal(sum, want[:]) {
 		return nil, corrupt("key file: checksum mismatch")
 	}
+	return decodeKeyFileBody(body)
+}
+
+// decodeKeyFileBody reads a key file whose checksum was checked.
+func decodeKeyFileBody(body []byte) (*keyFile, error) {
 	d := dec{b: body, what: "key file"}
 	if string(d.take(len(keyFileMagic))) != keyFileMagic {
 		return nil, corrupt("key file: bad magic")
