@@ -148,10 +148,14 @@ type SessionWriter struct {
 }
 
 // BeginSession starts a session. Nothing of it is visible until Commit.
+// The caller must end it with Commit or Abort; while Prune runs it waits.
 func (s *Store) BeginSession(meta SessionMeta) *SessionWriter {
 	if meta.Started.IsZero() {
 		meta.Started = time.Now()
 	}
+	// Held until Commit or Abort, so Prune never runs while a session
+	// may name chunks it could delete.
+	s.active.RLock()
 	s.mu.Lock()
 	d := s.dropped
 	s.mu.Unlock()
@@ -242,7 +246,12 @@ func (w *SessionWriter) AddFile(hdr FileHeader, r io.Reader) error {
 }
 
 // Abort gives the session up; chunks it stored stay until pruned.
-func (w *SessionWriter) Abort() { w.done = true }
+func (w *SessionWriter) Abort() {
+	if !w.done {
+		w.done = true
+		w.s.active.RUnlock()
+	}
+}
 
 // Commit stores the manifest, makes every chunk durable and writes the
 // session root, in that order.
@@ -251,6 +260,7 @@ func (w *SessionWriter) Commit() (SessionInfo, error) {
 		return SessionInfo{}, errors.New("session already committed or aborted")
 	}
 	w.done = true
+	defer w.s.active.RUnlock()
 	if w.err != nil {
 		return SessionInfo{}, w.err
 	}

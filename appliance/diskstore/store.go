@@ -72,6 +72,9 @@ type Store struct {
 	// that began before one may name chunks that are gone, so it must not
 	// commit.
 	dropped int
+	// active is read-held by every session being written and write-held
+	// by Prune.
+	active sync.RWMutex
 }
 
 // Create makes a new store in dir (absent or empty), its secrets sealed for
