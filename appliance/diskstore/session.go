@@ -245,6 +245,35 @@ func (w *SessionWriter) AddFile(hdr FileHeader, r io.Reader) error {
 	return nil
 }
 
+// AddUnchanged records a file with the content of prev, an entry of an
+// earlier session, without reading it: the caller has decided the file did
+// not change (size and mtime, say). Every chunk of prev must be stored.
+func (w *SessionWriter) AddUnchanged(hdr FileHeader, prev Entry) error {
+	if prev.Type != TypeFile {
+		return fmt.Errorf("session %s: %s: previous entry is a %v", w.id, hdr.Path, prev.Type)
+	}
+	w.s.mu.Lock()
+	for _, id := range prev.Chunks {
+		_, ok := w.s.index[id]
+		if !ok {
+			_, ok = w.s.pending[id]
+		}
+		if !ok {
+			w.s.mu.Unlock()
+			return fmt.Errorf("session %s: %s: chunk %s of the previous entry is not stored: %w", w.id, hdr.Path, shortID(id), ErrNotFound)
+		}
+	}
+	w.s.mu.Unlock()
+	en := Entry{Type: TypeFile, FileHeader: hdr, Size: prev.Size, Chunks: slices.Clone(prev.Chunks)}
+	if err := w.add(en); err != nil {
+		return err
+	}
+	w.info.Files++
+	w.info.Bytes += en.Size
+	w.info.Chunks += len(en.Chunks)
+	return nil
+}
+
 // Abort gives the session up; chunks it stored stay until pruned.
 func (w *SessionWriter) Abort() {
 	if !w.done {

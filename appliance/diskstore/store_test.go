@@ -363,3 +363,37 @@ func TestSessionWriterRefusals(t *testing.T) {
 		t.Fatal(ss, err)
 	}
 }
+
+func TestAddUnchanged(t *testing.T) {
+	s := createTestStore(t, t.TempDir())
+	defer s.Close()
+	files := map[string][]byte{"/a": randomData(rand.New(rand.NewPCG(6, 6)), 200<<10)}
+	first := writeSession(t, s, files)
+	ss, err := s.OpenSession(first.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	prev, _ := ss.Entry("/a")
+	w := s.BeginSession(SessionMeta{})
+	if err := w.AddUnchanged(FileHeader{Path: "/a", Mode: 0o600}, prev); err != nil {
+		t.Fatal(err)
+	}
+	bogus := prev
+	bogus.Chunks = []ID{{1, 2, 3}}
+	if err := w.AddUnchanged(FileHeader{Path: "/b"}, bogus); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("unchanged entry with a missing chunk: %v", err)
+	}
+	info, err := w.Commit()
+	if err != nil || info.NewChunks != 0 || info.Bytes != int64(len(files["/a"])) {
+		t.Fatalf("commit %+v %v", info, err)
+	}
+	ss, err = s.OpenSession(info.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, _ := ss.Open("/a")
+	got, err := io.ReadAll(r)
+	if err != nil || !bytes.Equal(got, files["/a"]) {
+		t.Fatalf("read back: %v", err)
+	}
+}
