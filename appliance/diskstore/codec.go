@@ -3,6 +3,8 @@ package diskstore
 import (
 	"encoding/binary"
 	"fmt"
+	"math"
+	"time"
 )
 
 // enc appends the store's binary encodings: fixed-width big-endian
@@ -19,6 +21,17 @@ func (e *enc) bytes(p []byte) {
 	e.b = append(e.b, p...)
 }
 func (e *enc) str(s string) { e.bytes([]byte(s)) }
+
+// zeroTime stands for the zero time.Time, which UnixNano cannot express.
+const zeroTime int64 = math.MinInt64
+
+func (e *enc) time(t time.Time) {
+	ns := zeroTime
+	if !t.IsZero() {
+		ns = t.UnixNano()
+	}
+	e.u64(uint64(ns))
+}
 
 // dec reads what enc wrote. The first error sticks; every length is checked
 // against what is left and against a limit before anything is allocated.
@@ -108,6 +121,14 @@ func (d *dec) bytes(limit int) []byte {
 }
 
 func (d *dec) str(limit int) string { return string(d.bytes(limit)) }
+
+func (d *dec) time() time.Time {
+	v := int64(d.u64())
+	if v == zeroTime {
+		return time.Time{}
+	}
+	return time.Unix(0, v).UTC()
+}
 
 // done fails if bytes are left over.
 func (d *dec) done() error {

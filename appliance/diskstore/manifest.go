@@ -64,10 +64,12 @@ type Entry struct {
 //
 //	"HFDSMAN1" | version u8 | session id | meta | count uvarint | entries
 //	entry: type u8 | path | mode u32 | uid u32 | gid u32 | owner | group |
-//	  mtime i64 (ns since 1970) | size uvarint | target |
+//	  mtime i64 | size uvarint | target |
 //	  xattrs uvarint, (name, value)... | chunks uvarint, id [32]...
 //
-// Strings and byte values are uvarint-length-prefixed.
+// Strings and byte values are uvarint-length-prefixed; times are
+// nanoseconds since 1970 (the zero time.Time is stored as the smallest
+// int64, since UnixNano cannot express it).
 const (
 	manifestMagic   = "HFDSMAN1"
 	manifestVersion = 1
@@ -84,7 +86,7 @@ func encodeMeta(e *enc, m SessionMeta) {
 	e.str(m.Scenario)
 	e.str(m.Host)
 	e.str(m.Label)
-	e.u64(uint64(m.Started.UnixNano()))
+	e.time(m.Started)
 }
 
 func decodeMeta(d *dec) SessionMeta {
@@ -92,7 +94,7 @@ func decodeMeta(d *dec) SessionMeta {
 		Scenario: d.str(maxNameLen),
 		Host:     d.str(maxNameLen),
 		Label:    d.str(maxNameLen),
-		Started:  time.Unix(0, int64(d.u64())).UTC(),
+		Started:  d.time(),
 	}
 }
 
@@ -112,7 +114,7 @@ func encodeManifest(id string, meta SessionMeta, entries []Entry) []byte {
 		e.u32(en.GID)
 		e.str(en.Owner)
 		e.str(en.Group)
-		e.u64(uint64(en.ModTime.UnixNano()))
+		e.time(en.ModTime)
 		e.uvarint(uint64(en.Size))
 		e.str(en.Target)
 		e.uvarint(uint64(len(en.Xattrs)))
@@ -150,7 +152,7 @@ func decodeManifest(b []byte) (id string, meta SessionMeta, entries []Entry, err
 		en.GID = d.u32()
 		en.Owner = d.str(maxNameLen)
 		en.Group = d.str(maxNameLen)
-		en.ModTime = time.Unix(0, int64(d.u64())).UTC()
+		en.ModTime = d.time()
 		size := d.uvarint()
 		en.Target = d.str(maxPathLen)
 		if nx := d.count(maxXattrs, 2); nx > 0 {

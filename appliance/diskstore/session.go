@@ -61,7 +61,7 @@ func (r *sessionRoot) encode() []byte {
 	e.u8(rootVersion)
 	e.str(r.info.ID)
 	encodeMeta(&e, r.info.Meta)
-	e.u64(uint64(r.info.Committed.UnixNano()))
+	e.time(r.info.Committed)
 	for _, v := range []int64{int64(r.info.Files), int64(r.info.Dirs), int64(r.info.Symlinks), r.info.Bytes, int64(r.info.Chunks), int64(r.info.NewChunks)} {
 		e.uvarint(uint64(v))
 	}
@@ -84,7 +84,7 @@ func decodeSessionRoot(b []byte) (*sessionRoot, error) {
 	var r sessionRoot
 	r.info.ID = d.str(maxNameLen)
 	r.info.Meta = decodeMeta(&d)
-	r.info.Committed = time.Unix(0, int64(d.u64())).UTC()
+	r.info.Committed = d.time()
 	var stats [6]uint64
 	for i := range stats {
 		if stats[i] = d.uvarint(); stats[i] > 1<<62 {

@@ -397,3 +397,23 @@ func TestAddUnchanged(t *testing.T) {
 		t.Fatalf("read back: %v", err)
 	}
 }
+
+func TestZeroTimesSurvive(t *testing.T) {
+	s := createTestStore(t, t.TempDir())
+	defer s.Close()
+	w := s.BeginSession(SessionMeta{})
+	if err := w.AddDir(FileHeader{Path: "/d"}); err != nil {
+		t.Fatal(err)
+	}
+	info, err := w.Commit()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ss, err := s.OpenSession(info.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if en, _ := ss.Entry("/d"); !en.ModTime.IsZero() {
+		t.Fatalf("zero mtime read back as %v", en.ModTime)
+	}
+}
