@@ -144,7 +144,6 @@ type SessionWriter struct {
 	dropped0 int
 	err      error
 	done     bool
-	buf      bytes.Buffer
 }
 
 // BeginSession starts a session. Nothing of it is visible until Commit.
