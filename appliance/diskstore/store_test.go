@@ -417,3 +417,54 @@ func TestZeroTimesSurvive(t *testing.T) {
 		t.Fatalf("zero mtime read back as %v", en.ModTime)
 	}
 }
+
+func TestConcurrentSessions(t *testing.T) {
+	s := createTestStore(t, t.TempDir())
+	defer s.Close()
+	trees := []map[string][]byte{testTree(10), testTree(11), testTree(10)}
+	infos := make([]SessionInfo, len(trees))
+	errs := make(chan error, len(trees))
+	for i, tree := range trees {
+		go func() {
+			w := s.BeginSession(SessionMeta{Label: fmt.Sprint(i)})
+			for p, b := range tree {
+				if err := w.AddFile(FileHeader{Path: p}, bytes.NewReader(b)); err != nil {
+					w.Abort()
+					errs <- err
+					return
+				}
+			}
+			var err error
+			infos[i], err = w.Commit()
+			errs <- err
+		}()
+	}
+	for range trees {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i, tree := range trees {
+		ss, err := s.OpenSession(infos[i].ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for p, want := range tree {
+			r, err := ss.Open(p)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got, err := io.ReadAll(r)
+			if err != nil || !bytes.Equal(got, want) {
+				t.Fatalf("session %d %s: %v", i, p, err)
+			}
+		}
+		if problems, err := s.Verify(infos[i].ID); err != nil || len(problems) != 0 {
+			t.Fatalf("verify: %v %v", problems, err)
+		}
+	}
+	// Sessions 0 and 2 hold the same tree: together they stored it once.
+	if infos[0].NewChunks+infos[2].NewChunks > infos[0].Chunks {
+		t.Fatalf("same tree twice stored %d+%d chunks of %d", infos[0].NewChunks, infos[2].NewChunks, infos[0].Chunks)
+	}
+}
