@@ -114,11 +114,14 @@ func (c *Chunker) fill() error {
 	if c.end-c.start >= c.p.Max || c.eof {
 		return nil
 	}
-	if c.start > 0 {
+	// Move the unread bytes down only when Max of them would not fit
+	// after start: with a buffer of 2*Max that copies each byte at most
+	// once on average, where moving on every call copied it several times.
+	if len(c.buf)-c.start < c.p.Max {
 		c.end = copy(c.buf, c.buf[c.start:c.end])
 		c.start = 0
 	}
-	for c.end < len(c.buf) && !c.eof {
+	for c.end-c.start < c.p.Max && c.end < len(c.buf) && !c.eof {
 		n, err := c.r.Read(c.buf[c.end:])
 		c.end += n
 		if errors.Is(err, io.EOF) {

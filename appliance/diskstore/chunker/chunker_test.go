@@ -3,9 +3,11 @@ package chunker
 import (
 	"bytes"
 	"crypto/sha256"
+	"errors"
 	"io"
 	"math/rand/v2"
 	"testing"
+	"testing/iotest"
 )
 
 var testParams = Params{Min: 2 << 10, Avg: 8 << 10, Max: 32 << 10}
@@ -141,6 +143,53 @@ func BenchmarkChunker(b *testing.B) {
 			if _, err := c.Next(); err != nil {
 				break
 			}
+		}
+	}
+}
+
+// Cut points depend on the bytes only, not on how the reader hands them
+// over.
+func TestIndependentOfReadSizes(t *testing.T) {
+	data := randomBytes(8, 600<<10)
+	want := split(t, []byte("k"), testParams, data)
+	for name, r := range map[string]io.Reader{
+		"one byte": iotest.OneByteReader(bytes.NewReader(data)),
+		"half":     iotest.HalfReader(bytes.NewReader(data)),
+	} {
+		c, err := New(r, NewGear([]byte("k")), testParams)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i := 0; ; i++ {
+			ch, err := c.Next()
+			if err == io.EOF {
+				if i != len(want) {
+					t.Fatalf("%s: %d chunks, want %d", name, i, len(want))
+				}
+				break
+			}
+			if err != nil || i >= len(want) || !bytes.Equal(ch, want[i]) {
+				t.Fatalf("%s: chunk %d differs (%v)", name, i, err)
+			}
+		}
+	}
+}
+
+func TestReadErrorIsReturned(t *testing.T) {
+	c, err := New(iotest.TimeoutReader(bytes.NewReader(randomBytes(9, 100<<10))), NewGear([]byte("k")), testParams)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for {
+		_, err := c.Next()
+		if err == io.EOF {
+			t.Fatal("read error swallowed")
+		}
+		if err != nil {
+			if !errors.Is(err, iotest.ErrTimeout) {
+				t.Fatal(err)
+			}
+			return
 		}
 	}
 }
