@@ -10,6 +10,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strings"
 	"sync"
@@ -206,6 +207,10 @@ func (w *SessionWriter) AddSymlink(hdr FileHeader, target string) error {
 
 // AddFile records a file and stores its content, read from r to the end.
 // An error while storing ends the session: Commit then fails.
+//
+// Chunks are cut here, one after another, and sealed and stored by up to
+// GOMAXPROCS goroutines at once (hashing, zstd and AES cost more than
+// cutting); their ids are kept in file order.
 func (w *SessionWriter) AddFile(hdr FileHeader, r io.Reader) error {
 	if w.done || w.err != nil || w.paths[hdr.Path] {
 		return w.add(Entry{FileHeader: hdr}) // reports why
@@ -215,25 +220,57 @@ func (w *SessionWriter) AddFile(hdr FileHeader, r io.Reader) error {
 	if err != nil {
 		return fmt.Errorf("session %s: %s: %w", w.id, hdr.Path, err)
 	}
+	type stored struct {
+		id    ID
+		isNew bool
+		err   error
+	}
+	var results []chan stored
+	var offsets []int64
+	sem := make(chan struct{}, runtime.GOMAXPROCS(0))
+	var readErr error
 	for {
 		chunk, err := c.Next()
 		if errors.Is(err, io.EOF) {
 			break
 		}
 		if err != nil {
-			// The source failed, not the store: the session may go on.
-			return fmt.Errorf("session %s: read %s at %d: %w", w.id, hdr.Path, en.Size, err)
+			readErr = err
+			break
 		}
-		id, isNew, err := w.s.put(kindData, chunk)
-		if err != nil {
-			w.err = fmt.Errorf("session %s: store %s at %d: %w", w.id, hdr.Path, en.Size, err)
-			return w.err
+		done := make(chan stored, 1)
+		results = append(results, done)
+		offsets = append(offsets, en.Size)
+		en.Size += int64(len(chunk))
+		data := bytes.Clone(chunk) // the chunker reuses its buffer
+		sem <- struct{}{}
+		go func() {
+			defer func() { <-sem }()
+			id, isNew, err := w.s.put(kindData, data)
+			done <- stored{id, isNew, err}
+		}()
+	}
+	var storeErr error
+	for i, done := range results {
+		res := <-done
+		if res.err != nil {
+			if storeErr == nil {
+				storeErr = fmt.Errorf("session %s: store %s at %d: %w", w.id, hdr.Path, offsets[i], res.err)
+			}
+			continue
 		}
-		if isNew {
+		if res.isNew {
 			w.info.NewChunks++
 		}
-		en.Chunks = append(en.Chunks, id)
-		en.Size += int64(len(chunk))
+		en.Chunks = append(en.Chunks, res.id)
+	}
+	if storeErr != nil {
+		w.err = storeErr
+		return w.err
+	}
+	if readErr != nil {
+		// The source failed, not the store: the session may go on.
+		return fmt.Errorf("session %s: read %s at %d: %w", w.id, hdr.Path, en.Size, readErr)
 	}
 	if err := w.add(en); err != nil {
 		return err
