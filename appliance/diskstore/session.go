@@ -145,6 +145,7 @@ type SessionWriter struct {
 	dropped0 int
 	err      error
 	done     bool
+	chunker  *chunker.Chunker // kept from file to file for its buffer
 }
 
 // BeginSession starts a session. Nothing of it is visible until Commit.
@@ -216,10 +217,15 @@ func (w *SessionWriter) AddFile(hdr FileHeader, r io.Reader) error {
 		return w.add(Entry{FileHeader: hdr}) // reports why
 	}
 	en := Entry{Type: TypeFile, FileHeader: hdr}
-	c, err := chunker.New(r, w.s.kr.gear, w.s.kr.sec.params)
-	if err != nil {
-		return fmt.Errorf("session %s: %s: %w", w.id, hdr.Path, err)
+	if w.chunker == nil {
+		c, err := chunker.New(r, w.s.kr.gear, w.s.kr.sec.params)
+		if err != nil {
+			return fmt.Errorf("session %s: %s: %w", w.id, hdr.Path, err)
+		}
+		w.chunker = c
 	}
+	c := w.chunker
+	c.Reset(r)
 	type stored struct {
 		id    ID
 		isNew bool

@@ -93,6 +93,13 @@ func New(r io.Reader, gear *Gear, p Params) (*Chunker, error) {
 
 func topBits(n int) uint64 { return ^uint64(0) << (64 - n) }
 
+// Reset makes the chunker cut r from its start, keeping its buffer: a
+// chunker allocates 2*Max bytes, which for small files costs more than
+// cutting them.
+func (c *Chunker) Reset(r io.Reader) {
+	c.r, c.start, c.end, c.eof = r, 0, 0, false
+}
+
 // Next returns the next chunk, valid until the following call, or io.EOF
 // after the last one.
 func (c *Chunker) Next() ([]byte, error) {

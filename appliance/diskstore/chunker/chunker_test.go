@@ -193,3 +193,26 @@ func TestReadErrorIsReturned(t *testing.T) {
 		}
 	}
 }
+
+func TestResetCutsLikeNew(t *testing.T) {
+	a, b := randomBytes(10, 300<<10), randomBytes(11, 200<<10)
+	c, err := New(bytes.NewReader(a), NewGear([]byte("k")), testParams)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.Next() // part way through a
+	c.Reset(bytes.NewReader(b))
+	want := split(t, []byte("k"), testParams, b)
+	for i := 0; ; i++ {
+		ch, err := c.Next()
+		if err == io.EOF {
+			if i != len(want) {
+				t.Fatalf("%d chunks after Reset, want %d", i, len(want))
+			}
+			return
+		}
+		if err != nil || !bytes.Equal(ch, want[i]) {
+			t.Fatalf("chunk %d after Reset differs (%v)", i, err)
+		}
+	}
+}
