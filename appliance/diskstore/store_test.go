@@ -468,3 +468,36 @@ func TestConcurrentSessions(t *testing.T) {
 		t.Fatalf("same tree twice stored %d+%d chunks of %d", infos[0].NewChunks, infos[2].NewChunks, infos[0].Chunks)
 	}
 }
+
+func TestDamagedPackIndexIsLeftOut(t *testing.T) {
+	dir := t.TempDir()
+	s := createTestStore(t, dir)
+	files := map[string][]byte{"/f": randomData(rand.New(rand.NewPCG(12, 12)), 600<<10)}
+	info := writeSession(t, s, files)
+	ss, err := s.OpenSession(info.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	en, _ := ss.Entry("/f")
+	pack := packPath(dir, s.packs[s.index[en.Chunks[0]].pack])
+	s.Close()
+	raw, _ := os.ReadFile(pack)
+	raw[len(raw)-packTrailerSize-5] ^= 1 // inside the sealed index
+	os.WriteFile(pack, raw, 0o600)
+
+	s = openTestStore(t, dir) // opens: the pack is left out, not fatal
+	defer s.Close()
+	problems, err := s.Verify(info.ID)
+	if err != nil || len(problems) == 0 || problems[0].Path != "/f" || problems[0].Offset != 0 ||
+		!strings.Contains(problems[0].Err.Error(), "in no pack") {
+		t.Fatalf("verify: %v %v", problems, err)
+	}
+	// Prune deletes only packs the index knows: the left-out pack stays,
+	// for whoever repairs the store.
+	if _, err := s.Prune(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(pack); err != nil {
+		t.Fatalf("prune touched the damaged pack: %v", err)
+	}
+}
