@@ -1,12 +1,8 @@
 package catalog
 
 import (
-	"errors"
 	"fmt"
 )
-
-// errStopScan ends a prefix scan early once its answer is known.
-var errStopScan = errors.New("stop scan")
 
 // DeleteJob removes a job record. It refuses (ErrInvalid) a job that backup
 // sessions still point to, because those sessions are how an operator finds
@@ -28,9 +24,9 @@ func (c *Catalog) DeleteJob(id uint64) error {
 	hasSessions := false
 	err = scanPrefix(c.db, sessionJobPrefix(id), false, func(_, _ []byte) error {
 		hasSessions = true
-		return errStopScan
+		return errStop
 	})
-	if err != nil && !errors.Is(err, errStopScan) {
+	if err != nil {
 		return fmt.Errorf("delete job %d: look for its sessions: %w", id, err)
 	}
 	if hasSessions {

@@ -13,11 +13,14 @@ func (c *Catalog) CreateSession(s Session) (Session, error) {
 		return Session{}, fmt.Errorf("create session of job %d: %w", s.JobID, err)
 	}
 	defer done()
+	// The job is checked under the session lock, which DeleteJob holds
+	// while it looks for the job's sessions: no session can be added to a
+	// job being deleted.
+	c.sessionMu.Lock()
+	defer c.sessionMu.Unlock()
 	if _, err := get(c.db, jobKey(s.JobID)); err != nil {
 		return Session{}, fmt.Errorf("create session of job %d: job: %w", s.JobID, err)
 	}
-	c.sessionMu.Lock()
-	defer c.sessionMu.Unlock()
 	w := c.newBatch()
 	s.ID = w.nextID(c, seqSession)
 	w.set(sessionKey(s.ID), encodeSession(s))
