@@ -3,6 +3,7 @@ package catalog
 import (
 	"errors"
 	"fmt"
+	"path"
 	"reflect"
 	"testing"
 	"time"
@@ -171,4 +172,33 @@ func TestFileVersionWriter(t *testing.T) {
 	if got, err := c.FileVersions("h", "/discarded"); err != nil || len(got) != 0 {
 		t.Fatalf("discarded version stored: %v, %v", got, err)
 	}
+}
+
+func TestNameMatcherAgreesWithPathMatch(t *testing.T) {
+	patterns := []string{"*.pdf", "report*", "*", "**", "a*b*c", "*-000042.txt", "exact.txt", "x*x", "r?port", "[a-c]*", "*a*", ""}
+	names := []string{"a.pdf", ".pdf", "report", "report-1.txt", "abc", "aXbYc", "acb", "x", "xx", "xax", "report-000042.txt", "exact.txt", "", "b", "caab"}
+	for _, p := range patterns {
+		m := nameMatcher(p)
+		for _, n := range names {
+			want, _ := path.Match(p, n)
+			if got := m(n); got != want {
+				t.Errorf("nameMatcher(%q)(%q) = %v, path.Match says %v", p, n, got, want)
+			}
+		}
+	}
+}
+
+func FuzzNameMatcher(f *testing.F) {
+	f.Add("*-000042.txt", "report-000042.txt")
+	f.Add("a*b*a", "aba")
+	f.Add("**x*", "x")
+	f.Fuzz(func(t *testing.T, pattern, name string) {
+		want, err := path.Match(pattern, name)
+		if err != nil {
+			return // FindByName refuses such patterns before it scans
+		}
+		if got := nameMatcher(pattern)(name); got != want {
+			t.Fatalf("nameMatcher(%q)(%q) = %v, path.Match says %v", pattern, name, got, want)
+		}
+	})
 }
