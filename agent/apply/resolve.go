@@ -81,21 +81,17 @@ func openNode(dir int, base string, st *unix.Stat_t) (int, error) {
 	if isType(st, unix.S_IFDIR) {
 		flags |= unix.O_DIRECTORY
 	}
-	fd, err := openat2(dir, base, flags, 0)
-	if err != nil {
-		return -1, resolveErr(base, err)
-	}
-	if err := sameNode(fd, st); err != nil {
-		_ = unix.Close(fd)
-		return -1, err
-	}
-	return fd, nil
+	return openChecked(dir, base, st, flags)
 }
 
 // openWritable opens the regular file st describes for writing in place,
 // never through a symlink, and checks it is still that file.
 func openWritable(dir int, base string, st *unix.Stat_t) (int, error) {
-	fd, err := openat2(dir, base, unix.O_WRONLY|unix.O_NOFOLLOW|unix.O_NONBLOCK, 0)
+	return openChecked(dir, base, st, unix.O_WRONLY|unix.O_NOFOLLOW|unix.O_NONBLOCK)
+}
+
+func openChecked(dir int, base string, st *unix.Stat_t, flags int) (int, error) {
+	fd, err := openat2(dir, base, flags, 0)
 	if err != nil {
 		return -1, resolveErr(base, err)
 	}
