@@ -261,7 +261,7 @@ func decodeJob(key, value []byte, id uint64) (Job, error) {
 }
 
 // Session: 1 job_id, 2 scenario_id, 3 entity, 4 master_host, 5 media_id,
-// 6 consistency, 7 started, 8 finished, 9 files, 10 bytes.
+// 6 consistency, 7 started, 8 finished, 9 files, 10 bytes, 11 stored.
 func encodeSession(s Session) []byte {
 	var b []byte
 	b = putUint(b, 1, s.JobID)
@@ -274,6 +274,7 @@ func encodeSession(s Session) []byte {
 	b = putTime(b, 8, s.Finished)
 	b = putUint(b, 9, s.Files)
 	b = putUint(b, 10, s.Bytes)
+	b = putString(b, 11, s.Stored)
 	return seal(kindSession, b)
 }
 
@@ -301,6 +302,8 @@ func decodeSession(key, value []byte, id uint64) (Session, error) {
 			s.Files, err = f.uint64()
 		case 10:
 			s.Bytes, err = f.uint64()
+		case 11:
+			s.Stored, err = f.str()
 		}
 		return err
 	})

@@ -82,7 +82,7 @@ func sampleSession() Session {
 	return Session{
 		ID: 9, JobID: 42, ScenarioID: 7, Entity: "vol-srv", MasterHost: "fs01", MediaID: 3,
 		Consistency: "application", Started: sampleTime, Finished: sampleTime.Add(time.Hour),
-		Files: 123456, Bytes: 1 << 40,
+		Files: 123456, Bytes: 1 << 40, Stored: "20261125T110405Z-3f2a",
 	}
 }
 

@@ -144,6 +144,8 @@ type Session struct {
 	Finished    time.Time
 	Files       uint64
 	Bytes       uint64
+	// Stored names the session in its media: the disk store's session ID.
+	Stored string
 }
 
 // Media is a disk store volume or a tape.
