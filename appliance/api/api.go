@@ -49,6 +49,9 @@ type Server struct {
 	Replication Replication
 	// Recovery backs rewind, snapshot and test routes; nil leaves them out.
 	Recovery Recovery
+	// Jobs and Sessions back the job routes; nil Jobs leaves them out.
+	Jobs     JobQueue
+	Sessions SessionReader
 	Plugins  Plugins
 	Activity ActivityReader
 	Recorder Recorder
@@ -79,6 +82,9 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("GET /api/v1/scenarios/{name}/difference", s.differenceReport)
 	if s.Recovery != nil {
 		s.recoveryRoutes(mux)
+	}
+	if s.Jobs != nil {
+		s.jobRoutes(mux)
 	}
 	mux.HandleFunc("GET /api/v1/plugins", s.listPlugins)
 	mux.HandleFunc("GET /api/v1/log", s.listLog)
@@ -192,7 +198,9 @@ func statusOf(err error) int {
 		return http.StatusUnauthorized
 	case messages.ScenarioNotRunning, messages.ScenarioAlreadyRunning, messages.RewindNeedsStop, messages.RecoveryNotReplicating:
 		return http.StatusConflict
-	case messages.SnapshotNotFound, messages.RewindNoPoint:
+	case messages.JobWrongState:
+		return http.StatusConflict
+	case messages.SnapshotNotFound, messages.RewindNoPoint, messages.JobUnknown:
 		return http.StatusNotFound
 	case messages.RewindPointDropped, messages.RecoveryImpossible, messages.RecoveryUnavailable:
 		return http.StatusUnprocessableEntity

@@ -156,7 +156,24 @@ func Run(ctx context.Context, cfg config.Config, opts Options, logger *slog.Logg
 	if journal != nil {
 		recoveryOpts.Rewind = *journal
 	}
-	srv.Recovery = recovery.New(runs, plugins, cat, log, recoveryOpts)
+	rec := recovery.New(runs, plugins, cat, log, recoveryOpts)
+	srv.Recovery = rec
+	store, err := openStore(cfg.DataDir, logger.With("component", "diskstore"))
+	if err != nil {
+		e := messages.New(messages.DataDirUnusable, cfg.DataDir, err)
+		log.RecordError(ctx, e)
+		return e
+	}
+	defer store.Close()
+	queue, stopJobs, err := startJobs(ctx, cat, rec, store, log, logger)
+	if err != nil {
+		e := messages.New(messages.DataDirUnusable, cfg.DataDir, err)
+		log.RecordError(ctx, e)
+		return e
+	}
+	defer stopJobs()
+	srv.Jobs = queue
+	srv.Sessions = cat
 	srv.Scenarios = scenarios.New(cat, plugins, log, []string{"localhost", cfg.HostName})
 	srv.Scenarios.Enrolled = func(host string) bool { return enrolled(ca, host) }
 	srv.Plugins = plugins

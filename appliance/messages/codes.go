@@ -96,6 +96,13 @@ const (
 	BackupBadParameters     Code = "HF-E5006" // legacy AE0468
 	BackupTimedOut          Code = "HF-E5007" // legacy AE0469
 	BackupScenarioBusy      Code = "HF-E5008" // legacy AE0470
+	JobStarted              Code = "HF-I5020"
+	JobFinished             Code = "HF-I5021"
+	JobFailed               Code = "HF-E5022"
+	BackupScenarioFailed    Code = "HF-E5023"
+	BackupFileUnreadable    Code = "HF-W5024"
+	JobUnknown              Code = "HF-E5025"
+	JobWrongState           Code = "HF-E5026"
 
 	// 6xxx: restore.
 	RestoreSessionLocation Code = "HF-E6001" // legacy E3371
@@ -311,6 +318,23 @@ func init() {
 			"No rewind point, bookmark or time matches what was asked.",
 			"List the points and bookmarks with 'holdfast rewind list NAME'.", ""},
 
+		Message{JobStarted, catalog.Info, "jobs", "job %d (%s, %s) started", "", "", ""},
+		Message{JobFinished, catalog.Info, "jobs", "job %d (%s) ended %s: %s", "", "", ""},
+		Message{JobFailed, sev, "jobs", "job %d (%s) failed: %s",
+			"The job could not do its work; the reason says why. A job cut short by a stop or crash of holdfastd is failed too.",
+			"Fix the cause and rerun the job ('holdfast job rerun ID').", ""},
+		Message{BackupScenarioFailed, sev, "backup", "backup of scenario %s in job %d failed: %v",
+			"No consistent image of the scenario could be obtained, or it could not be written to the store.",
+			"Read the message; make sure the scenario is running and its replica has room, then rerun the job.", ""},
+		Message{BackupFileUnreadable, catalog.Warning, "backup", "backup of scenario %s in job %d: %s could not be read from the snapshot: %v",
+			"A file of the replica's snapshot could not be read; the rest of the session was saved and the job ends incomplete.",
+			"Check the replica's disk; run the difference report, then rerun the job.", ""},
+		Message{JobUnknown, sev, "jobs", "no job %s",
+			"The job number is wrong, or the job was deleted.",
+			"List the jobs with 'holdfast job list'.", ""},
+		Message{JobWrongState, sev, "jobs", "%v",
+			"The operation does not apply to a job in this state.",
+			"Do what the message says, or wait until the job is in the state the operation needs.", ""},
 		Message{BackupNoConsistentImage, sev, "backup", "neither Assured Recovery nor suspend could be performed for scenario %s (id %d) on replica %s",
 			"Before the backup, the replica must prove the application (AR) or pause applying changes for a snapshot; neither succeeded.",
 			"Check that the scenario is running and replicating, and read its events.", "AE0457"},

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/holdfast/holdfast/agent/rewind"
@@ -176,4 +177,67 @@ func (s *Service) ReleaseSnapshot(ctx context.Context, name, id string) error {
 		return nil
 	}
 	return messages.New(messages.SnapshotNotFound, name, id)
+}
+
+// Image is a consistent, read-only image of one replicated root, for a
+// backup to read.
+type Image struct {
+	Root        string // the master root it mirrors
+	Dir         string // the replica directory holding the snapshot
+	Replica     string
+	Snapshot    string
+	Consistency string
+}
+
+// ConsistentImage gives a backup one image of each of the scenario's roots,
+// from the first replica held here that has it. With Assured Recovery
+// configured the images are snapshots a passed test proved
+// (application-consistent); otherwise snapshots taken with applying paused
+// (crash-consistent). A failed test is an error (HF-E5001): a backup never
+// claims a consistency it does not have.
+func (s *Service) ConsistentImage(ctx context.Context, name string) ([]Image, error) {
+	pl, reps, err := s.replicas(name, "")
+	if err != nil {
+		return nil, err
+	}
+	byName := map[string]runner.LocalReplica{}
+	for _, lr := range reps {
+		byName[replicaName(lr)] = lr
+	}
+	var images []Image
+	seen := map[string]bool{}
+	add := func(replica, id, consistency string) {
+		lr, ok := byName[replica]
+		if !ok || seen[lr.Root] {
+			return
+		}
+		seen[lr.Root] = true
+		images = append(images, Image{Root: lr.Root, Dir: lr.Dir, Replica: replica, Snapshot: id, Consistency: consistency})
+	}
+	if pl.Scenario.AssuredRecovery {
+		tests, err := s.Test(ctx, name)
+		if err != nil {
+			return nil, err
+		}
+		for _, t := range tests {
+			if !t.Passed {
+				why := t.Error
+				if why == "" {
+					why = strings.Join(t.Problems, "; ")
+				}
+				return nil, messages.New(messages.BackupNoConsistentImage, name, pl.Scenario.ID,
+					fmt.Sprintf("%s (the Assured Recovery test failed: %s)", t.Replica, why))
+			}
+			add(t.Replica, t.Snapshot, ConsistencyApplication)
+		}
+		return images, nil
+	}
+	snaps, err := s.TakeSnapshot(ctx, name, "backup")
+	if err != nil {
+		return nil, err
+	}
+	for _, sn := range snaps {
+		add(sn.Replica, sn.ID, sn.Consistency)
+	}
+	return images, nil
 }

@@ -1,0 +1,264 @@
+package api
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/holdfast/holdfast/appliance/backup"
+	"github.com/holdfast/holdfast/appliance/catalog"
+	"github.com/holdfast/holdfast/appliance/jobs"
+	"github.com/holdfast/holdfast/appliance/messages"
+)
+
+// JobQueue is the job queue the job routes drive.
+type JobQueue interface {
+	Submit(s jobs.Submission) (jobs.Job, error)
+	List(states ...catalog.JobState) ([]jobs.Job, error)
+	Get(id uint64) (jobs.Job, error)
+	Hold(id uint64) error
+	Release(id uint64) error
+	Cancel(id uint64) error
+	Rerun(id uint64) (jobs.Job, error)
+	Delete(id uint64) error
+}
+
+// SessionReader lists a job's backup sessions.
+type SessionReader interface {
+	SessionsOfJob(jobID uint64) ([]catalog.Session, error)
+	ScenarioByID(id uint64) (catalog.Scenario, error)
+	Scenario(name string) (catalog.Scenario, error)
+}
+
+func (s *Server) jobRoutes(mux *http.ServeMux) {
+	mux.HandleFunc("POST /api/v1/jobs", s.submitJob)
+	mux.HandleFunc("GET /api/v1/jobs", s.listJobs)
+	mux.HandleFunc("GET /api/v1/jobs/{id}", s.getJob)
+	mux.HandleFunc("POST /api/v1/jobs/{id}/{action}", s.jobAction)
+	mux.HandleFunc("DELETE /api/v1/jobs/{id}", s.deleteJob)
+}
+
+// JobRequest is the body of POST /api/v1/jobs: a backup of scenarios.
+type JobRequest struct {
+	Kind      string   `json:"kind"` // "backup" (the default)
+	Name      string   `json:"name"`
+	Scenarios []string `json:"scenarios"`
+	Schedule  string   `json:"schedule,omitempty"` // "now" when empty
+	Hold      bool     `json:"hold,omitempty"`
+}
+
+// JobRun is one run of a job.
+type JobRun struct {
+	Started  time.Time   `json:"started"`
+	Finished time.Time   `json:"finished"`
+	Result   string      `json:"result"`
+	Reason   string      `json:"reason,omitempty"`
+	Done     jobs.Counts `json:"done"`
+	Total    jobs.Counts `json:"total"`
+}
+
+// JobProgress is the live progress of an active job.
+type JobProgress struct {
+	Done       jobs.Counts `json:"done"`
+	Total      jobs.Counts `json:"total"`
+	BytesPerS  float64     `json:"bytes_per_second"`
+	FilesPerS  float64     `json:"files_per_second"`
+	RemainingS float64     `json:"remaining_seconds"` // -1: unknown
+}
+
+// JobSession is a backup session a job wrote.
+type JobSession struct {
+	ID          uint64    `json:"id"`
+	Scenario    string    `json:"scenario"`
+	Entity      string    `json:"entity"`
+	MasterHost  string    `json:"master_host"`
+	Consistency string    `json:"consistency"`
+	Files       uint64    `json:"files"`
+	Bytes       uint64    `json:"bytes"`
+	Stored      string    `json:"stored"`
+	Finished    time.Time `json:"finished"`
+}
+
+// Job is a job as the API shows it.
+type Job struct {
+	ID        uint64       `json:"id"`
+	Kind      string       `json:"kind"`
+	Name      string       `json:"name"`
+	State     string       `json:"state"`
+	Result    string       `json:"result,omitempty"`
+	Schedule  string       `json:"schedule"`
+	NextRun   time.Time    `json:"next_run"`
+	Scenarios []string     `json:"scenarios"`
+	Progress  *JobProgress `json:"progress,omitempty"`
+	Runs      []JobRun     `json:"runs"`
+	Sessions  []JobSession `json:"sessions,omitempty"`
+}
+
+func (s *Server) jobOut(j jobs.Job, withSessions bool) Job {
+	out := Job{ID: j.ID, Kind: j.Kind, Name: j.Name, State: string(j.State), Result: string(j.Result),
+		Schedule: j.Schedule.String(), NextRun: j.NextRun, Scenarios: []string{}, Runs: []JobRun{}}
+	var spec backup.Spec
+	if json.Unmarshal(j.Spec, &spec) == nil && spec.Scenarios != nil {
+		out.Scenarios = spec.Scenarios
+	}
+	for _, r := range j.Runs {
+		out.Runs = append(out.Runs, JobRun{Started: r.Started, Finished: r.Finished, Result: string(r.Result), Reason: r.Reason, Done: r.Done, Total: r.Total})
+	}
+	if j.Live != nil {
+		out.Progress = &JobProgress{Done: j.Live.Done, Total: j.Live.Total, BytesPerS: j.Live.Rate, FilesPerS: j.Live.FileRate,
+			RemainingS: j.Live.Remaining.Seconds()}
+		if j.Live.Remaining < 0 {
+			out.Progress.RemainingS = -1
+		}
+	}
+	if withSessions && s.Sessions != nil {
+		list, err := s.Sessions.SessionsOfJob(j.ID)
+		if err == nil {
+			for _, ss := range list {
+				name := strconv.FormatUint(ss.ScenarioID, 10)
+				if sc, err := s.Sessions.ScenarioByID(ss.ScenarioID); err == nil {
+					name = sc.Name
+				}
+				out.Sessions = append(out.Sessions, JobSession{ID: ss.ID, Scenario: name, Entity: ss.Entity, MasterHost: ss.MasterHost,
+					Consistency: ss.Consistency, Files: ss.Files, Bytes: ss.Bytes, Stored: ss.Stored, Finished: ss.Finished})
+			}
+		}
+	}
+	return out
+}
+
+// jobErr gives a queue error its message code.
+func jobErr(id string, err error) error {
+	switch {
+	case errors.Is(err, jobs.ErrNotFound):
+		return messages.Wrap(err, messages.JobUnknown, id)
+	case errors.Is(err, jobs.ErrWrongState):
+		return messages.Wrap(err, messages.JobWrongState, err)
+	case errors.Is(err, jobs.ErrSchedule), errors.Is(err, jobs.ErrInvalid), errors.Is(err, jobs.ErrUnknownKind):
+		return messages.New(messages.BadRequest, err.Error())
+	}
+	return messages.Wrap(err, messages.InternalError, err)
+}
+
+func (s *Server) submitJob(w http.ResponseWriter, r *http.Request) {
+	var req JobRequest
+	if err := decodeBody(r, &req); err != nil {
+		s.fail(w, r, err, 0)
+		return
+	}
+	if req.Kind == "" {
+		req.Kind = backup.Kind
+	}
+	if req.Kind != backup.Kind {
+		s.fail(w, r, messages.New(messages.BadRequest, fmt.Sprintf("kind: %q; this appliance runs backup jobs", req.Kind)), 0)
+		return
+	}
+	if len(req.Scenarios) == 0 {
+		s.fail(w, r, messages.New(messages.BadRequest, "scenarios: missing: name at least one scenario to back up"), 0)
+		return
+	}
+	var ids []uint64
+	for _, name := range req.Scenarios {
+		sc, err := s.Sessions.Scenario(name)
+		if err != nil {
+			s.fail(w, r, messages.New(messages.ScenarioNotFound, name), 0)
+			return
+		}
+		ids = append(ids, sc.ID)
+	}
+	if req.Name == "" {
+		req.Name = "backup of " + req.Scenarios[0]
+		if len(req.Scenarios) > 1 {
+			req.Name += fmt.Sprintf(" and %d more", len(req.Scenarios)-1)
+		}
+	}
+	spec, _ := json.Marshal(backup.Spec{Scenarios: req.Scenarios})
+	j, err := s.Jobs.Submit(jobs.Submission{Kind: req.Kind, Name: req.Name, Owner: "admin", ScenarioIDs: ids,
+		Schedule: req.Schedule, Spec: spec, Hold: req.Hold})
+	if err != nil {
+		s.failRecorded(w, r, jobErr(req.Name, err))
+		return
+	}
+	writeJSON(w, http.StatusCreated, s.jobOut(j, false))
+}
+
+func (s *Server) listJobs(w http.ResponseWriter, r *http.Request) {
+	var states []catalog.JobState
+	if v := r.URL.Query().Get("state"); v != "" {
+		states = append(states, catalog.JobState(v))
+	}
+	list, err := s.Jobs.List(states...)
+	if err != nil {
+		s.fail(w, r, jobErr("", err), 0)
+		return
+	}
+	out := []Job{}
+	for _, j := range list {
+		out = append(out, s.jobOut(j, false))
+	}
+	writeJSON(w, http.StatusOK, out)
+}
+
+func jobID(r *http.Request) (uint64, error) {
+	id, err := strconv.ParseUint(r.PathValue("id"), 10, 64)
+	if err != nil {
+		return 0, messages.New(messages.BadRequest, fmt.Sprintf("job: %q is not a job number", r.PathValue("id")))
+	}
+	return id, nil
+}
+
+func (s *Server) getJob(w http.ResponseWriter, r *http.Request) {
+	id, err := jobID(r)
+	if err != nil {
+		s.fail(w, r, err, 0)
+		return
+	}
+	j, err := s.Jobs.Get(id)
+	if err != nil {
+		s.fail(w, r, jobErr(r.PathValue("id"), err), 0)
+		return
+	}
+	writeJSON(w, http.StatusOK, s.jobOut(j, true))
+}
+
+func (s *Server) jobAction(w http.ResponseWriter, r *http.Request) {
+	id, err := jobID(r)
+	if err != nil {
+		s.fail(w, r, err, 0)
+		return
+	}
+	switch r.PathValue("action") {
+	case "hold":
+		err = s.Jobs.Hold(id)
+	case "release":
+		err = s.Jobs.Release(id)
+	case "cancel":
+		err = s.Jobs.Cancel(id)
+	case "rerun":
+		_, err = s.Jobs.Rerun(id)
+	default:
+		s.fail(w, r, notFound(r), http.StatusNotFound)
+		return
+	}
+	if err != nil {
+		s.failRecorded(w, r, jobErr(r.PathValue("id"), err))
+		return
+	}
+	s.getJob(w, r)
+}
+
+func (s *Server) deleteJob(w http.ResponseWriter, r *http.Request) {
+	id, err := jobID(r)
+	if err != nil {
+		s.fail(w, r, err, 0)
+		return
+	}
+	if err := s.Jobs.Delete(id); err != nil {
+		s.failRecorded(w, r, jobErr(r.PathValue("id"), err))
+		return
+	}
+	w.WriteHeader(http.StatusNoContent)
+}

@@ -1,0 +1,140 @@
+package cli
+
+import (
+	"fmt"
+	"net/url"
+	"strconv"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/holdfast/holdfast/appliance/api"
+)
+
+func (a *app) jobCmd() *cobra.Command {
+	cmd := &cobra.Command{Use: "job", Short: "Backup jobs: submit, list, show, hold, release, cancel, rerun, delete"}
+	var req api.JobRequest
+	submit := &cobra.Command{
+		Use:   "submit --scenario NAME [--scenario NAME...] [--schedule S] [--name N] [--hold]",
+		Short: "Queue a backup of scenarios, from a consistent replica snapshot, to the disk store",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			var out api.Job
+			return a.show(cmd.Context(), "POST", "/api/v1/jobs", req, &out, func(w *tabwriter.Writer) {
+				fmt.Fprintf(w, "Job %d (%s) queued: %s, next run %s.\n", out.ID, out.Name, out.State, whenText(out.NextRun))
+			})
+		},
+	}
+	f := submit.Flags()
+	f.StringArrayVar(&req.Scenarios, "scenario", nil, "scenario to back up (repeat for several)")
+	f.StringVar(&req.Schedule, "schedule", "", `when: now (default), "once 2026-12-01 22:00", "every 6h", "mon-fri 01:30"`)
+	f.StringVar(&req.Name, "name", "", "job name (default: backup of SCENARIO)")
+	f.BoolVar(&req.Hold, "hold", false, "queue the job on hold")
+	cmd.AddCommand(submit)
+
+	var state string
+	list := &cobra.Command{
+		Use:   "list",
+		Short: "List the jobs in the queue (Ready, Active, Hold, Done)",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			path := "/api/v1/jobs"
+			if state != "" {
+				path += "?state=" + url.QueryEscape(state)
+			}
+			var out []api.Job
+			return a.show(cmd.Context(), "GET", path, nil, &out, func(w *tabwriter.Writer) {
+				fmt.Fprintln(w, "JOB\tNAME\tSTATE\tRESULT\tSCHEDULE\tNEXT RUN\tPROGRESS")
+				for _, j := range out {
+					fmt.Fprintf(w, "%d\t%s\t%s\t%s\t%s\t%s\t%s\n", j.ID, j.Name, j.State, j.Result, j.Schedule, whenText(j.NextRun), progressText(j.Progress))
+				}
+			})
+		},
+	}
+	list.Flags().StringVar(&state, "state", "", "only jobs in this state: ready, active, hold or done")
+	cmd.AddCommand(list)
+
+	cmd.AddCommand(&cobra.Command{
+		Use:   "show ID",
+		Short: "Show a job: schedule, progress, runs and the sessions it wrote",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			var j api.Job
+			return a.show(cmd.Context(), "GET", "/api/v1/jobs/"+url.PathEscape(args[0]), nil, &j, func(w *tabwriter.Writer) {
+				printJob(w, j)
+			})
+		},
+	})
+	for _, act := range []struct{ use, short string }{
+		{"hold", "Hold a ready job: it does not run until released"},
+		{"release", "Release a held job"},
+		{"cancel", "Cancel a job; an active one stops and ends Canceled"},
+		{"rerun", "Queue a finished job again"},
+	} {
+		act := act
+		cmd.AddCommand(&cobra.Command{
+			Use:   act.use + " ID",
+			Short: act.short,
+			Args:  cobra.ExactArgs(1),
+			RunE: func(cmd *cobra.Command, args []string) error {
+				var j api.Job
+				return a.show(cmd.Context(), "POST", "/api/v1/jobs/"+url.PathEscape(args[0])+"/"+act.use, nil, &j, func(w *tabwriter.Writer) {
+					fmt.Fprintf(w, "Job %d (%s): %s %s\n", j.ID, j.Name, j.State, j.Result)
+				})
+			},
+		})
+	}
+	cmd.AddCommand(&cobra.Command{
+		Use:   "delete ID",
+		Short: "Delete a job that is not active and wrote no session",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := a.client()
+			if err != nil {
+				return err
+			}
+			if err := c.Do(cmd.Context(), "DELETE", "/api/v1/jobs/"+url.PathEscape(args[0]), nil, nil); err != nil {
+				return err
+			}
+			fmt.Fprintf(a.out, "Job %s deleted.\n", args[0])
+			return nil
+		},
+	})
+	return cmd
+}
+
+func progressText(p *api.JobProgress) string {
+	if p == nil {
+		return ""
+	}
+	s := fmt.Sprintf("%s of %s, %d of %d files, %s/s", sizeText(p.Done.Bytes), sizeText(p.Total.Bytes), p.Done.Files, p.Total.Files, sizeText(int64(p.BytesPerS)))
+	if p.RemainingS >= 0 {
+		s += ", " + (time.Duration(p.RemainingS) * time.Second).String() + " left"
+	}
+	return s
+}
+
+func printJob(w *tabwriter.Writer, j api.Job) {
+	fmt.Fprintf(w, "Job %d: %s\n", j.ID, j.Name)
+	fmt.Fprintf(w, "  kind:\t%s\n  state:\t%s %s\n  schedule:\t%s\n  next run:\t%s\n", j.Kind, j.State, j.Result, j.Schedule, whenText(j.NextRun))
+	fmt.Fprintf(w, "  scenarios:\t%v\n", j.Scenarios)
+	if j.Progress != nil {
+		fmt.Fprintf(w, "  progress:\t%s\n", progressText(j.Progress))
+	}
+	for i, r := range j.Runs {
+		fmt.Fprintf(w, "  run %d:\t%s, %s to %s, %s in %d files", i+1, r.Result, whenText(r.Started), whenText(r.Finished),
+			sizeText(r.Done.Bytes), r.Done.Files)
+		if r.Reason != "" {
+			fmt.Fprintf(w, " (%s)", r.Reason)
+		}
+		fmt.Fprintln(w)
+	}
+	if len(j.Sessions) > 0 {
+		fmt.Fprintln(w, "\nSESSION\tSCENARIO\tENTITY\tHOST\tCONSISTENCY\tFILES\tSIZE\tSTORED AS")
+		for _, s := range j.Sessions {
+			fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%d\t%s\t%s\n", strconv.FormatUint(s.ID, 10), s.Scenario, s.Entity, s.MasterHost, s.Consistency,
+				s.Files, sizeText(int64(s.Bytes)), s.Stored)
+		}
+	}
+}
