@@ -96,6 +96,14 @@ step "Assured Recovery: the handler tests a writable view of a fresh snapshot wh
 hf scenario test "File Server - demo"
 hf snapshot list "File Server - demo"
 
+step "Back the scenario up: a job takes a consistent replica snapshot and writes it to the encrypted, deduplicating disk store"
+hf job submit --scenario "File Server - demo"
+for _ in $(seq 1 300); do
+  "$bin/holdfast" --data "$data" job show 1 | grep -q "state: *done" && break
+  sleep 0.1
+done
+hf job show 1
+
 step "Data Rewind: bookmark, then a virus overwrites a file on the master and the damage replicates"
 hf rewind bookmark "File Server - demo" "before the virus"
 cat "$work/master/mail/readme.txt" | sed 's/^/master mail\/readme.txt before: /'
