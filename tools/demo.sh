@@ -103,6 +103,28 @@ for _ in $(seq 1 300); do
   sleep 0.1
 done
 hf job show 1
+wait_job() {
+  for _ in $(seq 1 300); do
+    "$bin/holdfast" --data "$data" job show "$1" | grep -q "state: *done" && return 0
+    sleep 0.1
+  done
+  echo "job $1 did not finish in 30 s"; "$bin/holdfast" --data "$data" job show "$1"; return 1
+}
+
+step "A file is deleted on the master; find it by name in the catalog and restore it to where it was"
+rm "$work/master/projects/alpha/file5.bin"
+echo "\$ rm master/projects/alpha/file5.bin"
+hf restore find "file5.*"
+session=$("$bin/holdfast" --data "$data" --json restore find "file5.bin" | grep -o '"session": *[0-9]*' | head -1 | grep -o '[0-9]*$')
+hf restore run --session "$session" --path "$work/master/projects/alpha/file5.bin" --to original
+wait_job 2
+hf job show 2 | head -7
+ls -l "$work/master/projects/alpha/file5.bin"
+
+step "Restore the whole session to another folder and compare it with the master"
+hf restore run --session "$session" --to "$work/restored"
+wait_job 3
+diff -r "$work/master" "$work/restored" && echo "(the restored session and the master are identical)"
 
 step "Data Rewind: bookmark, then a virus overwrites a file on the master and the damage replicates"
 hf rewind bookmark "File Server - demo" "before the virus"

@@ -12,6 +12,7 @@ import (
 	"github.com/holdfast/holdfast/appliance/catalog"
 	"github.com/holdfast/holdfast/appliance/jobs"
 	"github.com/holdfast/holdfast/appliance/messages"
+	"github.com/holdfast/holdfast/appliance/restorejob"
 )
 
 // JobQueue is the job queue the job routes drive.
@@ -31,6 +32,8 @@ type SessionReader interface {
 	SessionsOfJob(jobID uint64) ([]catalog.Session, error)
 	ScenarioByID(id uint64) (catalog.Scenario, error)
 	Scenario(name string) (catalog.Scenario, error)
+	Session(id uint64) (catalog.Session, error)
+	FindByName(pattern string, limit int) ([]catalog.FileVersion, error)
 }
 
 func (s *Server) jobRoutes(mux *http.ServeMux) {
@@ -39,15 +42,23 @@ func (s *Server) jobRoutes(mux *http.ServeMux) {
 	mux.HandleFunc("GET /api/v1/jobs/{id}", s.getJob)
 	mux.HandleFunc("POST /api/v1/jobs/{id}/{action}", s.jobAction)
 	mux.HandleFunc("DELETE /api/v1/jobs/{id}", s.deleteJob)
+	mux.HandleFunc("GET /api/v1/files", s.findFiles)
 }
 
-// JobRequest is the body of POST /api/v1/jobs: a backup of scenarios.
+// JobRequest is the body of POST /api/v1/jobs: a backup of scenarios, or
+// a restore of a session.
 type JobRequest struct {
-	Kind      string   `json:"kind"` // "backup" (the default)
+	Kind      string   `json:"kind"` // "backup" (the default) or "restore"
 	Name      string   `json:"name"`
-	Scenarios []string `json:"scenarios"`
+	Scenarios []string `json:"scenarios,omitempty"`
 	Schedule  string   `json:"schedule,omitempty"` // "now" when empty
 	Hold      bool     `json:"hold,omitempty"`
+	// Restore: the session, the master paths in it (none: all), where to
+	// ("original" or an absolute folder) and the overwrite policy.
+	Session     uint64   `json:"session,omitempty"`
+	Paths       []string `json:"paths,omitempty"`
+	Destination string   `json:"destination,omitempty"`
+	Policy      string   `json:"policy,omitempty"`
 }
 
 // JobRun is one run of a job.
@@ -152,8 +163,12 @@ func (s *Server) submitJob(w http.ResponseWriter, r *http.Request) {
 	if req.Kind == "" {
 		req.Kind = backup.Kind
 	}
+	if req.Kind == restorejob.Kind {
+		s.submitRestore(w, r, req)
+		return
+	}
 	if req.Kind != backup.Kind {
-		s.fail(w, r, messages.New(messages.BadRequest, fmt.Sprintf("kind: %q; this appliance runs backup jobs", req.Kind)), 0)
+		s.fail(w, r, messages.New(messages.BadRequest, fmt.Sprintf("kind: %q; use backup or restore", req.Kind)), 0)
 		return
 	}
 	if len(req.Scenarios) == 0 {
@@ -183,6 +198,57 @@ func (s *Server) submitJob(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	writeJSON(w, http.StatusCreated, s.jobOut(j, false))
+}
+
+func (s *Server) submitRestore(w http.ResponseWriter, r *http.Request, req JobRequest) {
+	spec := restorejob.Spec{Session: req.Session, Paths: req.Paths, Destination: req.Destination, Policy: req.Policy}
+	if err := spec.Check(); err != nil {
+		s.fail(w, r, messages.New(messages.BadRequest, err.Error()), 0)
+		return
+	}
+	sess, err := s.Sessions.Session(req.Session)
+	if err != nil {
+		s.fail(w, r, messages.New(messages.BadRequest, fmt.Sprintf("session: no session %d", req.Session)), 0)
+		return
+	}
+	if req.Name == "" {
+		req.Name = fmt.Sprintf("restore of session %d to %s", req.Session, req.Destination)
+	}
+	body, _ := json.Marshal(spec)
+	j, err := s.Jobs.Submit(jobs.Submission{Kind: restorejob.Kind, Name: req.Name, Owner: "admin", ScenarioIDs: []uint64{sess.ScenarioID},
+		Schedule: req.Schedule, Spec: body, Hold: req.Hold})
+	if err != nil {
+		s.failRecorded(w, r, jobErr(req.Name, err))
+		return
+	}
+	writeJSON(w, http.StatusCreated, s.jobOut(j, false))
+}
+
+// FileFound is one backed-up file a query found: its latest version.
+type FileFound struct {
+	Host    string    `json:"host"`
+	Path    string    `json:"path"`
+	Session uint64    `json:"session"`
+	Size    uint64    `json:"size"`
+	MTime   time.Time `json:"mtime"`
+}
+
+func (s *Server) findFiles(w http.ResponseWriter, r *http.Request) {
+	pattern := r.URL.Query().Get("name")
+	if pattern == "" {
+		s.fail(w, r, messages.New(messages.BadRequest, "name: missing: give a file name or pattern such as *.xlsx"), 0)
+		return
+	}
+	list, err := s.Sessions.FindByName(pattern, 1000)
+	if err != nil {
+		s.fail(w, r, messages.New(messages.BadRequest, "name: "+err.Error()), 0)
+		return
+	}
+	out := []FileFound{}
+	for _, v := range list {
+		out = append(out, FileFound{Host: v.Host, Path: v.Path, Session: v.SessionID, Size: v.Size, MTime: v.MTime})
+	}
+	writeJSON(w, http.StatusOK, out)
 }
 
 func (s *Server) listJobs(w http.ResponseWriter, r *http.Request) {

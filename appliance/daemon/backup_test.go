@@ -65,6 +65,50 @@ func TestBackupJobThroughCLI(t *testing.T) {
 		t.Fatalf("hold of an unknown job: exit %d %q", code, errOut)
 	}
 
+	// A file deleted on the master is found by name and restored to its
+	// original place; the whole session is restored to another folder.
+	file := filepath.Join(root, "docs", "a.txt")
+	if err := os.Remove(file); err != nil {
+		t.Fatal(err)
+	}
+	var found []api.FileFound
+	d.getJSON(t, &found, "restore", "find", "a.*")
+	if len(found) != 1 || found[0].Path != file || found[0].Session != s.ID {
+		t.Fatalf("find a.* = %+v", found)
+	}
+	waitJob := func(id uint64) api.Job {
+		t.Helper()
+		var rj api.Job
+		deadline := time.Now().Add(60 * time.Second)
+		for rj.State != "done" {
+			if time.Now().After(deadline) {
+				t.Fatalf("job %d still %s after 60 s: %+v", id, rj.State, rj)
+			}
+			time.Sleep(100 * time.Millisecond)
+			d.getJSON(t, &rj, "job", "show", strconv.FormatUint(id, 10))
+		}
+		return rj
+	}
+	var rj api.Job
+	d.getJSON(t, &rj, "restore", "run", "--session", strconv.FormatUint(s.ID, 10), "--path", file, "--to", "original")
+	if rj = waitJob(rj.ID); rj.Result != "completed" {
+		t.Fatalf("restore to the original location = %+v", rj)
+	}
+	if b, err := os.ReadFile(file); err != nil || string(b) != "hello" {
+		t.Fatalf("a.txt back on the master = %q, %v", b, err)
+	}
+	alt := filepath.Join(t.TempDir(), "elsewhere")
+	d.getJSON(t, &rj, "restore", "run", "--session", strconv.FormatUint(s.ID, 10), "--to", alt)
+	if rj = waitJob(rj.ID); rj.Result != "completed" {
+		t.Fatalf("restore to a folder = %+v", rj)
+	}
+	if b, err := os.ReadFile(filepath.Join(alt, "docs", "a.txt")); err != nil || string(b) != "hello" {
+		t.Fatalf("a.txt in the alternate folder = %q, %v", b, err)
+	}
+	if _, errOut, code := d.cli(t, "restore", "run", "--session", "1", "--to", "relative/dir"); code == 0 || !strings.Contains(errOut, "absolute folder") {
+		t.Fatalf("restore to a relative folder: exit %d %q", code, errOut)
+	}
+
 	// The session reads back from the store alone, under the master's
 	// path, with the master's content.
 	d.stop(t)

@@ -18,6 +18,7 @@ import (
 	"github.com/holdfast/holdfast/appliance/jobs"
 	"github.com/holdfast/holdfast/appliance/messages"
 	"github.com/holdfast/holdfast/appliance/recovery"
+	"github.com/holdfast/holdfast/appliance/restorejob"
 	"github.com/holdfast/holdfast/internal/atomicfile"
 )
 
@@ -73,12 +74,15 @@ func (o jobEvents) JobEvent(ev jobs.Event) {
 
 // startJobs opens the job queue with the backup executor and runs its
 // scheduler until stop is called.
-func startJobs(ctx context.Context, cat *catalog.Catalog, rec *recovery.Service, store *diskstore.Store, log *activity.Log, logger *slog.Logger) (*jobs.Queue, func(), error) {
+func startJobs(ctx context.Context, cat *catalog.Catalog, rec *recovery.Service, store *diskstore.Store, local func(string) bool, log *activity.Log, logger *slog.Logger) (*jobs.Queue, func(), error) {
 	q, err := jobs.Open(jobs.Config{
-		Catalog:   cat,
-		Executors: map[string]jobs.Executor{backup.Kind: &backup.Executor{Images: rec, Store: store, Catalog: cat, Rec: log}},
-		Observer:  jobEvents{rec: log},
-		Logger:    logger.With("component", "jobs"),
+		Catalog: cat,
+		Executors: map[string]jobs.Executor{
+			backup.Kind:     &backup.Executor{Images: rec, Store: store, Catalog: cat, Rec: log},
+			restorejob.Kind: &restorejob.Executor{Store: store, Catalog: cat, Rec: log, Local: local},
+		},
+		Observer: jobEvents{rec: log},
+		Logger:   logger.With("component", "jobs"),
 	})
 	if err != nil {
 		return nil, nil, err

@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"time"
 
 	"github.com/holdfast/holdfast/agent/capture"
@@ -165,7 +166,8 @@ func Run(ctx context.Context, cfg config.Config, opts Options, logger *slog.Logg
 		return e
 	}
 	defer store.Close()
-	queue, stopJobs, err := startJobs(ctx, cat, rec, store, log, logger)
+	localHost := func(h string) bool { return slices.Contains([]string{"localhost", cfg.HostName, self}, h) }
+	queue, stopJobs, err := startJobs(ctx, cat, rec, store, localHost, log, logger)
 	if err != nil {
 		e := messages.New(messages.DataDirUnusable, cfg.DataDir, err)
 		log.RecordError(ctx, e)

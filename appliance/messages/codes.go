@@ -107,6 +107,7 @@ const (
 	// 6xxx: restore.
 	RestoreSessionLocation Code = "HF-E6001" // legacy E3371
 	RestoreCannotStop      Code = "HF-E6010" // legacy AE0464
+	RestoreEntryFailed     Code = "HF-W6011"
 
 	// 8xxx: appliance (agent enrollment and the agent listener).
 	AgentListening      Code = "HF-I8001"
@@ -335,6 +336,9 @@ func init() {
 		Message{JobWrongState, sev, "jobs", "%v",
 			"The operation does not apply to a job in this state.",
 			"Do what the message says, or wait until the job is in the state the operation needs.", ""},
+		Message{RestoreEntryFailed, catalog.Warning, "restore", "%s was not restored (job %d): %v",
+			"The entry's stored content is damaged, or the destination refused it (a symlink or a directory in the way, no space, no permission); the other entries were restored and the job ends incomplete.",
+			"Read the cause; free space or move what is in the way, then restore the entry again, from an older session if its content is damaged.", ""},
 		Message{BackupNoConsistentImage, sev, "backup", "neither Assured Recovery nor suspend could be performed for scenario %s (id %d) on replica %s",
 			"Before the backup, the replica must prove the application (AR) or pause applying changes for a snapshot; neither succeeded.",
 			"Check that the scenario is running and replicating, and read its events.", "AE0457"},
