@@ -93,6 +93,14 @@ type JobSession struct {
 	Finished    time.Time `json:"finished"`
 }
 
+// JobRestore is what a restore job restores, and where to.
+type JobRestore struct {
+	Session     uint64   `json:"session"`
+	Paths       []string `json:"paths,omitempty"`
+	Destination string   `json:"destination"`
+	Policy      string   `json:"policy,omitempty"`
+}
+
 // Job is a job as the API shows it.
 type Job struct {
 	ID        uint64       `json:"id"`
@@ -103,6 +111,7 @@ type Job struct {
 	Schedule  string       `json:"schedule"`
 	NextRun   time.Time    `json:"next_run"`
 	Scenarios []string     `json:"scenarios"`
+	Restore   *JobRestore  `json:"restore,omitempty"`
 	Progress  *JobProgress `json:"progress,omitempty"`
 	Runs      []JobRun     `json:"runs"`
 	Sessions  []JobSession `json:"sessions,omitempty"`
@@ -111,9 +120,17 @@ type Job struct {
 func (s *Server) jobOut(j jobs.Job, withSessions bool) Job {
 	out := Job{ID: j.ID, Kind: j.Kind, Name: j.Name, State: string(j.State), Result: string(j.Result),
 		Schedule: j.Schedule.String(), NextRun: j.NextRun, Scenarios: []string{}, Runs: []JobRun{}}
-	var spec backup.Spec
-	if json.Unmarshal(j.Spec, &spec) == nil && spec.Scenarios != nil {
-		out.Scenarios = spec.Scenarios
+	switch j.Kind {
+	case backup.Kind:
+		var spec backup.Spec
+		if json.Unmarshal(j.Spec, &spec) == nil && spec.Scenarios != nil {
+			out.Scenarios = spec.Scenarios
+		}
+	case restorejob.Kind:
+		var spec restorejob.Spec
+		if json.Unmarshal(j.Spec, &spec) == nil {
+			out.Restore = &JobRestore{Session: spec.Session, Paths: spec.Paths, Destination: spec.Destination, Policy: spec.Policy}
+		}
 	}
 	for _, r := range j.Runs {
 		out.Runs = append(out.Runs, JobRun{Started: r.Started, Finished: r.Finished, Result: string(r.Result), Reason: r.Reason, Done: r.Done, Total: r.Total})

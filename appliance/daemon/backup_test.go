@@ -91,7 +91,7 @@ func TestBackupJobThroughCLI(t *testing.T) {
 	}
 	var rj api.Job
 	d.getJSON(t, &rj, "restore", "run", "--session", strconv.FormatUint(s.ID, 10), "--path", file, "--to", "original")
-	if rj = waitJob(rj.ID); rj.Result != "completed" {
+	if rj = waitJob(rj.ID); rj.Result != "completed" || rj.Restore == nil || rj.Restore.Destination != "original" || rj.Restore.Session != s.ID {
 		t.Fatalf("restore to the original location = %+v", rj)
 	}
 	if b, err := os.ReadFile(file); err != nil || string(b) != "hello" {

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net/url"
 	"strconv"
+	"strings"
 	"text/tabwriter"
 	"time"
 
@@ -118,7 +119,15 @@ func progressText(p *api.JobProgress) string {
 func printJob(w *tabwriter.Writer, j api.Job) {
 	fmt.Fprintf(w, "Job %d: %s\n", j.ID, j.Name)
 	fmt.Fprintf(w, "  kind:\t%s\n  state:\t%s %s\n  schedule:\t%s\n  next run:\t%s\n", j.Kind, j.State, j.Result, j.Schedule, whenText(j.NextRun))
-	fmt.Fprintf(w, "  scenarios:\t%v\n", j.Scenarios)
+	if j.Restore != nil {
+		what := "the whole session"
+		if len(j.Restore.Paths) > 0 {
+			what = strings.Join(j.Restore.Paths, ", ")
+		}
+		fmt.Fprintf(w, "  restores:\t%s of session %d to %s\n", what, j.Restore.Session, j.Restore.Destination)
+	} else {
+		fmt.Fprintf(w, "  scenarios:\t%v\n", j.Scenarios)
+	}
 	if j.Progress != nil {
 		fmt.Fprintf(w, "  progress:\t%s\n", progressText(j.Progress))
 	}
