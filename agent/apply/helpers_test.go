@@ -11,12 +11,15 @@ import (
 	"path/filepath"
 	"reflect"
 	"sort"
+	"strconv"
 	"strings"
 	"testing"
 
 	"golang.org/x/sys/unix"
 
 	"github.com/holdfast/holdfast/agent/change"
+
+	"github.com/holdfast/holdfast/internal/testfs"
 )
 
 // tree is a test layout: base/target is the replica, base/outside holds a
@@ -240,14 +243,9 @@ func isRoot() bool { return os.Geteuid() == 0 }
 func tmpfs(t testing.TB, size int) (dir string, ok bool, why error) {
 	t.Helper()
 	dir = t.TempDir()
-	if err := unix.Mount("tmpfs", dir, "tmpfs", unix.MS_NOSUID|unix.MS_NODEV, fmt.Sprintf("size=%d,mode=0755", size)); err != nil {
-		return dir, false, fmt.Errorf("mount -t tmpfs on %s: %w", dir, err)
+	if err := testfs.TryTmpfs(t, dir, strconv.Itoa(size)); err != nil {
+		return dir, false, err
 	}
-	t.Cleanup(func() {
-		if err := unix.Unmount(dir, unix.MNT_DETACH); err != nil {
-			t.Errorf("unmount %s: %v", dir, err)
-		}
-	})
 	return dir, true, nil
 }
 

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"reflect"
 	"strings"
@@ -22,6 +21,8 @@ import (
 	"github.com/holdfast/holdfast/agent/treesync"
 	"github.com/holdfast/holdfast/agent/wire"
 	"github.com/holdfast/holdfast/plugins/sdk"
+
+	"github.com/holdfast/holdfast/internal/testfs"
 )
 
 const session = "scenario-7/replica-1"
@@ -382,10 +383,7 @@ func TestEngineShowsNotAuthorized(t *testing.T) {
 
 func TestEngineWaitsForSpaceOnTheReplica(t *testing.T) {
 	replicaDir := t.TempDir()
-	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", replicaDir).CombinedOutput(); err != nil {
-		t.Skipf("cannot mount a 1 MiB tmpfs for the replica (needs root and mount permission): %v %s", err, out)
-	}
-	t.Cleanup(func() { exec.Command("umount", "-l", replicaDir).Run() })
+	testfs.Tmpfs(t, replicaDir, "1m")
 	r := newEngineRig(t, replicaDir, nil)
 	r.waitIdentical()
 	// Fill the replica's filesystem behind replication's back.

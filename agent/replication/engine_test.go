@@ -3,7 +3,6 @@ package replication
 import (
 	"bytes"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"sort"
 	"strings"
@@ -13,6 +12,8 @@ import (
 
 	"github.com/holdfast/holdfast/agent/capture"
 	"github.com/holdfast/holdfast/agent/treesync"
+
+	"github.com/holdfast/holdfast/internal/testfs"
 )
 
 type noticeLog struct {
@@ -347,10 +348,7 @@ func TestSpoolOverflowFallsBackToResync(t *testing.T) {
 func TestReplicaDiskFullWaitsAndResumes(t *testing.T) {
 	h := newHarness(t, capture.Inotify)
 	must(t, os.MkdirAll(h.replica, 0o700))
-	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size=512k", "tmpfs", h.replica).CombinedOutput(); err != nil {
-		t.Skipf("cannot mount a small tmpfs for the replica (needs root and mount permission): %v %s", err, out)
-	}
-	t.Cleanup(func() { exec.Command("umount", "-l", h.replica).Run() })
+	testfs.Tmpfs(t, h.replica, "512k")
 	h.start()
 	// Fill the replica's filesystem behind replication's back.
 	filler := filepath.Join(h.replica, ".holdfast", "filler")

@@ -8,18 +8,11 @@ import (
 	"strings"
 	"testing"
 
-	"golang.org/x/sys/unix"
+	"github.com/holdfast/holdfast/internal/testfs"
 )
 
 func TestDiskFull(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("needs root to mount a small tmpfs")
-	}
-	dest := t.TempDir()
-	if err := unix.Mount("tmpfs", dest, "tmpfs", 0, "size=1m"); err != nil {
-		t.Skipf("cannot mount a tmpfs here: %v", err)
-	}
-	t.Cleanup(func() { _ = unix.Unmount(dest, 0) })
+	dest := testfs.Tmpfs(t, t.TempDir(), "1m")
 	w := open(t, dest, Options{})
 	e, _ := file("small.txt", "")
 	if _, err := w.Put(e, strings.NewReader("fits")); err != nil {

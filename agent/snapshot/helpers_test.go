@@ -19,6 +19,8 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/holdfast/holdfast/agent/apply"
+
+	"github.com/holdfast/holdfast/internal/testfs"
 )
 
 // digest describes every object below root by relative path: type,
@@ -253,19 +255,7 @@ func xfsDir(t testing.TB) string {
 // tmpfsDir mounts a tmpfs of size bytes and returns its mount point.
 func tmpfsDir(t testing.TB, size string) string {
 	t.Helper()
-	if !isRoot() {
-		t.Skip("needs root to mount a small tmpfs")
-	}
-	mnt := t.TempDir()
-	if err := unix.Mount("tmpfs", mnt, "tmpfs", 0, "size="+size); err != nil {
-		t.Skipf("mount tmpfs: %v", err)
-	}
-	t.Cleanup(func() {
-		if err := unix.Unmount(mnt, 0); err != nil {
-			t.Errorf("unmount %s: %v", mnt, err)
-		}
-	})
-	return mnt
+	return testfs.Tmpfs(t, t.TempDir(), size)
 }
 
 // filesystems are where the create tests run: the ordinary temporary

@@ -4,21 +4,14 @@ import (
 	"bytes"
 	"errors"
 	"math/rand/v2"
-	"os"
 	"path/filepath"
-	"syscall"
 	"testing"
+
+	"github.com/holdfast/holdfast/internal/testfs"
 )
 
 func TestDiskFull(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("mounting a tmpfs needs root")
-	}
-	mnt := t.TempDir()
-	if err := syscall.Mount("tmpfs", mnt, "tmpfs", 0, "size=8m"); err != nil {
-		t.Skipf("mount tmpfs: %v", err)
-	}
-	t.Cleanup(func() { syscall.Unmount(mnt, 0) })
+	mnt := testfs.Tmpfs(t, t.TempDir(), "8m")
 	dir := filepath.Join(mnt, "store")
 	s := createTestStore(t, dir)
 	files := map[string][]byte{"/small": randomData(rand.New(rand.NewPCG(1, 1)), 1<<20)}
