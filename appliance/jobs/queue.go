@@ -83,6 +83,7 @@ type activeRun struct {
 	canceled bool // by an operator, not by Close
 	due      time.Time
 	progress *tracker
+	waiting  bool // for its child jobs; holds no slot meanwhile
 }
 
 // stoppedReason is recorded for runs a crash or a stop cut short.

@@ -30,7 +30,7 @@ func (q *Queue) Tick() ([]uint64, error) {
 	var started []uint64
 	var events []Event
 	for _, j := range ready {
-		if len(q.active) >= q.maxActive || j.NextRun.After(now) {
+		if q.running() >= q.maxActive || j.NextRun.After(now) {
 			break
 		}
 		ev, err := q.start(j, now)
