@@ -15,6 +15,7 @@ import (
 	"io/fs"
 	"path"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"time"
 
@@ -33,6 +34,15 @@ const Kind = "backup"
 // Spec is a backup job's payload.
 type Spec struct {
 	Scenarios []string `json:"scenarios"`
+	// Full reads every file. Otherwise a file whose size, mode and
+	// modification time match its entry in the entity's previous session
+	// is recorded from that entry without being read (as restic does with
+	// its parent snapshot); only the metadata is trusted, so an edit that
+	// keeps size and mtime (touch -r) is seen by the next full backup.
+	Full bool `json:"full,omitempty"`
+	// Multistream runs each scenario as a child job, so that several
+	// scenarios — a host with several of them too — are read side by side.
+	Multistream bool `json:"multistream,omitempty"`
 }
 
 // Images gives consistent images of scenarios: the recovery service.
@@ -44,6 +54,7 @@ type Images interface {
 type Catalog interface {
 	Scenario(name string) (catalog.Scenario, error)
 	CreateSession(s catalog.Session) (catalog.Session, error)
+	LatestSession(scenarioID uint64, entity string) (catalog.Session, error)
 	NewFileVersionWriter() *catalog.FileVersionWriter
 }
 
@@ -53,6 +64,11 @@ type Executor struct {
 	Store   *diskstore.Store
 	Catalog Catalog
 	Rec     activity.Recorder
+	// Children runs multistreamed scenarios as child jobs; without it a
+	// multistream job runs its scenarios one after the other.
+	Children jobs.Children
+	// Media names where sessions go, for the end-of-job listing.
+	Media string
 }
 
 var _ jobs.Executor = (*Executor)(nil)
@@ -60,7 +76,11 @@ var _ jobs.Executor = (*Executor)(nil)
 // tally is what a job did, for its summary.
 type tally struct {
 	scenarios, sessions, dirs, files, errors int
-	bytes                                    int64
+	volumes, volumesFailed                   int
+	unchanged                                int // files taken from the previous session unread
+	bytes, readBytes                         int64
+	nodes                                    map[string]bool
+	bases                                    []string // "ENTITY from session N" of incremental sessions
 }
 
 // Run backs up every scenario of the job. A scenario that fails does not
@@ -72,15 +92,18 @@ func (e *Executor) Run(ctx context.Context, job catalog.Job, progress jobs.Progr
 		return catalog.ResultFailed, fmt.Errorf("backup job %d: its spec names no scenario (%v)", job.ID, err)
 	}
 	ctx = activity.WithJob(ctx, job.ID)
+	if spec.Multistream && len(spec.Scenarios) > 1 && e.Children != nil && job.ParentID == 0 {
+		return e.multistream(ctx, job, spec, progress)
+	}
 	start := time.Now()
-	var t tally
+	t := tally{nodes: map[string]bool{}}
 	var total, done jobs.Counts
 	failed := 0
 	for _, name := range spec.Scenarios {
 		if err := ctx.Err(); err != nil {
 			return catalog.ResultCanceled, err
 		}
-		err := e.scenario(ctx, job, name, &t, &done, &total, progress)
+		err := e.scenario(ctx, job, spec, name, &t, &done, &total, progress)
 		if err != nil {
 			if errors.Is(err, context.Canceled) {
 				return catalog.ResultCanceled, err
@@ -100,9 +123,86 @@ func (e *Executor) Run(ctx context.Context, job catalog.Job, progress jobs.Progr
 		result = catalog.ResultIncomplete
 	}
 	elapsed := time.Since(start)
-	rate := float64(t.bytes) / max(elapsed.Seconds(), 1e-3)
-	summary := fmt.Sprintf("%d of %d scenarios, %d sessions, %d directories, %d files, %d bytes in %s (%.1f MiB/s), %d errors",
-		t.scenarios, len(spec.Scenarios), t.sessions, t.dirs, t.files, t.bytes, elapsed.Round(time.Millisecond), rate/(1<<20), t.errors)
+	e.Rec.Record(ctx, messages.BackupSummary, job.ID, t.listing(len(spec.Scenarios), e.Media, elapsed))
+	summary := fmt.Sprintf("%d of %d scenarios, %d sessions, %d directories, %d files, %d bytes in %s, %d errors",
+		t.scenarios, len(spec.Scenarios), t.sessions, t.dirs, t.files, t.bytes, elapsed.Round(time.Millisecond), t.errors)
+	if result == catalog.ResultFailed {
+		return result, errors.New(summary)
+	}
+	e.Rec.Record(ctx, messages.JobFinished, job.ID, job.Name, result, summary)
+	return result, nil
+}
+
+// listing is the end-of-job summary in the order an administrator reads a
+// backup product's log: what was to be backed up, what was, where to, how
+// fast.
+func (t *tally) listing(scenarios int, media string, elapsed time.Duration) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "nodes %d; scenarios %d of %d; volumes %d (%d failed); directories %d; files %d",
+		len(t.nodes), t.scenarios, scenarios, t.volumes, t.volumesFailed, t.dirs, t.files)
+	if t.unchanged > 0 {
+		fmt.Fprintf(&b, " (%d unchanged, taken from %s)", t.unchanged, strings.Join(t.bases, ", "))
+	}
+	fmt.Fprintf(&b, "; sessions %d; media: %s; errors %d; elapsed %s; average throughput %s/min (%s read)",
+		t.sessions, media, t.errors, elapsed.Round(time.Millisecond), sizeText(float64(t.bytes)/max(elapsed.Minutes(), 1e-6)), sizeText(float64(t.readBytes)))
+	return b.String()
+}
+
+func sizeText(n float64) string {
+	for _, u := range []string{"B", "KiB", "MiB", "GiB"} {
+		if n < 1024 {
+			return fmt.Sprintf("%.1f %s", n, u)
+		}
+		n /= 1024
+	}
+	return fmt.Sprintf("%.1f TiB", n)
+}
+
+// multistream runs each scenario of the job as a child job and waits for
+// them; the job's result is the worst of theirs.
+func (e *Executor) multistream(ctx context.Context, job catalog.Job, spec Spec, progress jobs.Progress) (catalog.JobResult, error) {
+	subs := make([]jobs.Submission, 0, len(spec.Scenarios))
+	for _, name := range spec.Scenarios {
+		child := Spec{Scenarios: []string{name}, Full: spec.Full}
+		raw, err := json.Marshal(child)
+		if err != nil {
+			return catalog.ResultFailed, fmt.Errorf("backup job %d: child spec: %w", job.ID, err)
+		}
+		var ids []uint64
+		if sc, err := e.Catalog.Scenario(name); err == nil {
+			ids = []uint64{sc.ID}
+		}
+		subs = append(subs, jobs.Submission{Kind: Kind, Name: job.Name + " / " + name, Owner: job.Owner, ScenarioIDs: ids, Spec: raw})
+	}
+	kids, err := e.Children.SubmitChildren(job.ID, subs)
+	if err != nil {
+		return catalog.ResultFailed, err
+	}
+	ids := make([]uint64, len(kids))
+	names := make([]string, len(kids))
+	for i, k := range kids {
+		ids[i] = k.ID
+		names[i] = fmt.Sprintf("%d (%s)", k.ID, spec.Scenarios[i])
+	}
+	e.Rec.Record(ctx, messages.BackupChildren, job.ID, len(kids), strings.Join(names, ", "))
+	kids, err = e.Children.WaitChildren(ctx, job.ID, ids, progress.Set)
+	if err != nil {
+		return catalog.ResultCanceled, err
+	}
+	counts := map[catalog.JobResult]int{}
+	var parts []string
+	for _, k := range kids {
+		counts[k.Result]++
+		parts = append(parts, fmt.Sprintf("job %d %s", k.ID, k.Result))
+	}
+	result := catalog.ResultIncomplete
+	switch {
+	case counts[catalog.ResultCompleted] == len(kids):
+		result = catalog.ResultCompleted
+	case counts[catalog.ResultFailed]+counts[catalog.ResultCanceled] == len(kids):
+		result = catalog.ResultFailed
+	}
+	summary := fmt.Sprintf("%d child jobs: %s", len(kids), strings.Join(parts, ", "))
 	if result == catalog.ResultFailed {
 		return result, errors.New(summary)
 	}
@@ -111,42 +211,69 @@ func (e *Executor) Run(ctx context.Context, job catalog.Job, progress jobs.Progr
 }
 
 // scenario backs up one scenario: one session per replicated root.
-func (e *Executor) scenario(ctx context.Context, job catalog.Job, name string, t *tally, done, total *jobs.Counts, progress jobs.Progress) error {
+func (e *Executor) scenario(ctx context.Context, job catalog.Job, spec Spec, name string, t *tally, done, total *jobs.Counts, progress jobs.Progress) error {
 	sc, err := e.Catalog.Scenario(name)
 	if err != nil {
 		return fmt.Errorf("scenario %s: %w", name, err)
 	}
+	t.nodes[sc.MasterHost] = true
 	images, err := e.Images.ConsistentImage(ctx, name)
 	if err != nil {
+		t.volumes += len(sc.Roots)
+		t.volumesFailed += len(sc.Roots)
 		return err
 	}
 	for _, img := range images {
+		t.volumes++
 		store, err := snapshot.OpenStore(recovery.SnapshotDir(img.Dir))
 		if err != nil {
+			t.volumesFailed++
 			return fmt.Errorf("snapshot %s: %w", img.Snapshot, err)
 		}
 		view, err := store.Open(img.Snapshot)
 		if err != nil {
+			t.volumesFailed++
 			return fmt.Errorf("snapshot %s: %w", img.Snapshot, err)
 		}
 		info := view.Info()
 		total.Files += info.Files
 		total.Bytes += info.Bytes
-		err = e.session(ctx, job, sc, img, view, t, done, total, progress)
+		err = e.session(ctx, job, spec, sc, img, view, t, done, total, progress)
 		if cerr := view.Close(); err == nil && cerr != nil {
 			err = cerr
 		}
 		if err != nil {
+			t.volumesFailed++
 			return err
 		}
 	}
 	return nil
 }
 
+// previous opens the entity's latest stored session, the base of an
+// incremental session; nil when there is none or it cannot be read (the
+// session is then read in full, which is always correct).
+func (e *Executor) previous(sc catalog.Scenario, entity string) (*diskstore.Session, uint64) {
+	last, err := e.Catalog.LatestSession(sc.ID, entity)
+	if err != nil {
+		return nil, 0
+	}
+	prev, err := e.Store.OpenSession(last.Stored)
+	if err != nil {
+		return nil, 0
+	}
+	return prev, last.ID
+}
+
 // session writes one image into one store session and the catalog.
-func (e *Executor) session(ctx context.Context, job catalog.Job, sc catalog.Scenario, img recovery.Image, view *snapshot.View,
+func (e *Executor) session(ctx context.Context, job catalog.Job, spec Spec, sc catalog.Scenario, img recovery.Image, view *snapshot.View,
 	t *tally, done, total *jobs.Counts, progress jobs.Progress) error {
 	started := time.Now().UTC()
+	var prev *diskstore.Session
+	var prevID uint64
+	if !spec.Full {
+		prev, prevID = e.previous(sc, img.Root)
+	}
 	w := e.Store.BeginSession(diskstore.SessionMeta{Scenario: sc.Name, Host: sc.MasterHost, Label: job.Name, Started: started})
 	type version struct {
 		path  string
@@ -155,7 +282,7 @@ func (e *Executor) session(ctx context.Context, job catalog.Job, sc catalog.Scen
 		mtime time.Time
 	}
 	var versions []version
-	var files, bytes int64
+	var files, bytes, unchanged, read int64
 	walkErr := fs.WalkDir(view.FS(), ".", func(rel string, d fs.DirEntry, err error) error {
 		if cerr := ctx.Err(); cerr != nil {
 			return cerr
@@ -192,6 +319,15 @@ func (e *Executor) session(ctx context.Context, job catalog.Job, sc catalog.Scen
 			}
 			return w.AddSymlink(hdr, target)
 		case fi.Mode().IsRegular():
+			if sameAsBefore(prev, master, fi) {
+				pe, _ := prev.Entry(master)
+				// A chunk pruned since (or lost) makes AddUnchanged refuse;
+				// the file is then read like a new one.
+				if w.AddUnchanged(hdr, pe) == nil {
+					unchanged++
+					break
+				}
+			}
 			f, err := view.Open(rel)
 			if err != nil {
 				t.errors++
@@ -203,13 +339,16 @@ func (e *Executor) session(ctx context.Context, job catalog.Job, sc catalog.Scen
 			if err != nil {
 				return err
 			}
-			files++
-			bytes += fi.Size()
-			done.Files++
-			done.Bytes += fi.Size()
-			progress.Set(*done, *total)
-			versions = append(versions, version{path: master, size: fi.Size(), mode: fi.Mode(), mtime: fi.ModTime()})
+			read += fi.Size()
+		default:
+			return nil // sockets, devices and fifos hold no data to keep
 		}
+		files++
+		bytes += fi.Size()
+		done.Files++
+		done.Bytes += fi.Size()
+		progress.Set(*done, *total)
+		versions = append(versions, version{path: master, size: fi.Size(), mode: fi.Mode(), mtime: fi.ModTime()})
 		return nil
 	})
 	if walkErr != nil {
@@ -238,5 +377,21 @@ func (e *Executor) session(ctx context.Context, job catalog.Job, sc catalog.Scen
 	t.sessions++
 	t.files += int(files)
 	t.bytes += bytes
+	t.readBytes += read
+	t.unchanged += int(unchanged)
+	if unchanged > 0 {
+		t.bases = append(t.bases, fmt.Sprintf("%s session %d", img.Root, prevID))
+	}
 	return nil
+}
+
+// sameAsBefore reports whether the previous session holds the file with
+// the same size, mode and modification time (to the nanosecond, as the
+// replica keeps the master's).
+func sameAsBefore(prev *diskstore.Session, master string, fi fs.FileInfo) bool {
+	if prev == nil {
+		return false
+	}
+	pe, ok := prev.Entry(master)
+	return ok && pe.Type == diskstore.TypeFile && pe.Size == fi.Size() && pe.Mode == fi.Mode() && pe.ModTime.Equal(fi.ModTime())
 }

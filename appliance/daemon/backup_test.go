@@ -53,7 +53,7 @@ func TestBackupJobThroughCLI(t *testing.T) {
 	if len(j.Runs) != 1 || j.Runs[0].Done.Files != 1 {
 		t.Fatalf("runs = %+v", j.Runs)
 	}
-	for _, c := range []string{"HF-I5020", "HF-I5021"} {
+	for _, c := range []string{"HF-I5020", "HF-I5021", "HF-I5027"} {
 		if !d.logHas(t, c) {
 			t.Errorf("activity log lacks %s", c)
 		}

@@ -74,11 +74,13 @@ func (o jobEvents) JobEvent(ev jobs.Event) {
 
 // startJobs opens the job queue with the backup executor and runs its
 // scheduler until stop is called.
-func startJobs(ctx context.Context, cat *catalog.Catalog, rec *recovery.Service, store *diskstore.Store, local func(string) bool, log *activity.Log, logger *slog.Logger) (*jobs.Queue, func(), error) {
+func startJobs(ctx context.Context, cat *catalog.Catalog, rec *recovery.Service, store *diskstore.Store, storePath string, local func(string) bool, log *activity.Log, logger *slog.Logger) (*jobs.Queue, func(), error) {
+	// The backup executor gets the queue for its child jobs once it is open.
+	backups := &backup.Executor{Images: rec, Store: store, Catalog: cat, Rec: log, Media: "disk store " + storePath}
 	q, err := jobs.Open(jobs.Config{
 		Catalog: cat,
 		Executors: map[string]jobs.Executor{
-			backup.Kind:     &backup.Executor{Images: rec, Store: store, Catalog: cat, Rec: log},
+			backup.Kind:     backups,
 			restorejob.Kind: &restorejob.Executor{Store: store, Catalog: cat, Rec: log, Local: local},
 		},
 		Observer: jobEvents{rec: log},
@@ -87,6 +89,7 @@ func startJobs(ctx context.Context, cat *catalog.Catalog, rec *recovery.Service,
 	if err != nil {
 		return nil, nil, err
 	}
+	backups.Children = q
 	qctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	done := make(chan struct{})
 	go func() {

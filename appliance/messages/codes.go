@@ -103,11 +103,16 @@ const (
 	BackupFileUnreadable    Code = "HF-W5024"
 	JobUnknown              Code = "HF-E5025"
 	JobWrongState           Code = "HF-E5026"
+	BackupSummary           Code = "HF-I5027"
+	BackupChildren          Code = "HF-I5028"
 
 	// 6xxx: restore.
 	RestoreSessionLocation Code = "HF-E6001" // legacy E3371
 	RestoreCannotStop      Code = "HF-E6010" // legacy AE0464
 	RestoreEntryFailed     Code = "HF-W6011"
+	RestoreWholeOnly       Code = "HF-E6012"
+	RestoreReplicaStopped  Code = "HF-I6013"
+	RestoreReplicaRunning  Code = "HF-W6014"
 
 	// 8xxx: appliance (agent enrollment and the agent listener).
 	AgentListening      Code = "HF-I8001"
@@ -330,6 +335,8 @@ func init() {
 		Message{BackupFileUnreadable, catalog.Warning, "backup", "backup of scenario %s in job %d: %s could not be read from the snapshot: %v",
 			"A file of the replica's snapshot could not be read; the rest of the session was saved and the job ends incomplete.",
 			"Check the replica's disk; run the difference report, then rerun the job.", ""},
+		Message{BackupSummary, catalog.Info, "backup", "backup summary for job %d: %s", "", "", ""},
+		Message{BackupChildren, catalog.Info, "backup", "job %d runs as %d child jobs, one per scenario: %s", "", "", ""},
 		Message{JobUnknown, sev, "jobs", "no job %s",
 			"The job number is wrong, or the job was deleted.",
 			"List the jobs with 'holdfast job list'.", ""},
@@ -367,6 +374,14 @@ func init() {
 		Message{RestoreSessionLocation, sev, "restore", "cannot find where session %d is stored (media %s, id %d): %v",
 			"The catalog has no usable location for the session's data.",
 			"Check the catalog for errors; merge or rebuild the catalog from the media that holds the session.", "E3371"},
+		Message{RestoreWholeOnly, sev, "restore", "session %d holds %s entity %s, which restores whole only: %v",
+			"A database or mail store is consistent only as a whole; restoring single files of it would leave it damaged.",
+			"Restore the whole session (no paths), to its original place or to a folder.", ""},
+		Message{RestoreReplicaStopped, catalog.Info, "restore", "scenario %s was stopped for the restore of session %d to its replica %s; it stays stopped",
+			"", "Check the restored data on the replica; run the scenario again when you are done (its synchronization makes the replica match the master again).", ""},
+		Message{RestoreReplicaRunning, catalog.Warning, "restore", "scenario %s could not be stopped (%v); the restore to its replica goes on as asked",
+			"The option to continue even when the scenario cannot be stopped was set; replication may overwrite restored files.",
+			"Check the restored files once the restore ends; stop the scenario and restore again if replication changed them.", ""},
 		Message{RestoreCannotStop, sev, "restore", "scenario %s (id %d) could not be stopped before the restore",
 			"Restoring to the replica needs the scenario stopped, so the master does not overwrite what is restored.",
 			"Stop the scenario by hand and retry, or set the option to continue the restore even when the scenario cannot be stopped.", "AE0464"},
