@@ -182,15 +182,21 @@ func (h *Hub) Restore(ctx context.Context, host, dir, policy string, src func(pu
 			if progress != nil {
 				progress(res.Streamed)
 			}
+			if err != nil && !errors.Is(err, datastream.ErrContent) {
+				return &brokenStream{err}
+			}
 			return err
 		}
 		if err := src(put); err != nil {
 			return err
 		}
 		if err := w.Close(); err != nil {
-			return err
+			return &brokenStream{err}
 		}
-		return s.flush()
+		if err := s.flush(); err != nil {
+			return &brokenStream{err}
+		}
+		return nil
 	})
 }
 
@@ -212,8 +218,14 @@ func (h *Hub) Read(ctx context.Context, host, dir string, paths []string, sink f
 			if errors.Is(err, io.EOF) {
 				return nil
 			}
+			var fe *datastream.FormatError
+			if errors.As(err, &fe) && fe.Err != nil {
+				// Cut short or unreadable: the connection, not the agent's
+				// data, failed.
+				return &brokenStream{fmt.Errorf("stream from agent %s: %w", t.host, err)}
+			}
 			if err != nil {
-				return fmt.Errorf("stream from agent %s: %w", t.host, err)
+				return messages.Wrap(err, messages.TaskFailed, t.host, string(t.Kind), t.ID, "its stream is malformed")
 			}
 			res.Streamed.Entries++
 			if content != nil {
@@ -357,6 +369,12 @@ func (h *Hub) run(ctx context.Context, t *task, work func(*stream, *Result) erro
 	if lost != nil {
 		return res, h.lostError(ctx, t, lost)
 	}
+	var broken *brokenStream
+	if streamErr != nil && !errors.As(streamErr, &broken) {
+		// The caller's source or sink failed, or the agent sent
+		// garbage: its result would change nothing.
+		return res, streamErr
+	}
 
 	var grace <-chan time.Time
 	if streamErr != nil {
@@ -416,6 +434,13 @@ func (h *Hub) finish(t *task, res Result, r control.TaskResult) (Result, error) 
 	}
 	return res, nil
 }
+
+// brokenStream marks an error of the connection itself: the agent may
+// still say what happened, so its result is awaited a little.
+type brokenStream struct{ err error }
+
+func (e *brokenStream) Error() string { return e.err.Error() }
+func (e *brokenStream) Unwrap() error { return e.err }
 
 // counting counts content bytes as they are read and reports progress
 // at most every progressStep bytes.
