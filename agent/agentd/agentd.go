@@ -1,6 +1,8 @@
 // Package agentd is holdfast-agent's daemon: it loads the identity the
 // agent enrolled with, starts the transport plugin, asks the appliance for
-// its roles every few seconds, runs them, and reports how they stand.
+// its roles every few seconds, runs them, and reports how they stand. It
+// also carries out the data tasks the assignments list (a restore into a
+// directory here, a read of a directory here), each once.
 //
 // The last assignments received are kept on disk, so an agent restarted
 // while the appliance is unreachable goes on replicating what it was
@@ -121,12 +123,14 @@ func Run(ctx context.Context, cfg Config) error {
 
 	client := control.NewClient(app.Address, pki.ClientTLS(cert, pool, app.HostName, nil))
 	defer client.Close()
+	work := newTasks(client, cfg.StateDir, log)
+	defer work.stop()
 	log.Info("agent running", "appliance", app.Address, "transport", cfg.Transport, "data_listen", cfg.DataListen)
 	reachable := true
 	tick := time.NewTicker(cfg.PollEvery)
 	defer tick.Stop()
 	for {
-		err := poll(ctx, client, run, cfg, addrFile, &last)
+		err := poll(ctx, client, run, work, cfg, addrFile, &last)
 		switch {
 		case err != nil && reachable:
 			log.Warn("appliance unreachable; roles keep running as last assigned", "err", err)
@@ -146,12 +150,16 @@ func Run(ctx context.Context, cfg Config) error {
 
 // poll is one exchange with the appliance: fetch the roles, apply them,
 // report. Events of a report that did not arrive go back in the queue.
-func poll(ctx context.Context, client *control.Client, run *roles.Runner, cfg Config, addrFile string, last *control.Assignments) error {
+func poll(ctx context.Context, client *control.Client, run *roles.Runner, work *tasks, cfg Config, addrFile string, last *control.Assignments) error {
 	var errs []error
 	a, err := client.Assignments(ctx)
 	if err != nil {
 		errs = append(errs, err)
 	} else {
+		// Tasks are kept in their own state, not with the roles: a
+		// restarted agent must not run a task again from this file.
+		work.apply(ctx, a.Tasks)
+		a.Tasks = nil
 		if !reflect.DeepEqual(a, *last) {
 			if err := saveAssignments(cfg.StateDir, a); err != nil {
 				errs = append(errs, err)

@@ -44,6 +44,9 @@ const (
 type Assignments struct {
 	Masters  []MasterRole  `json:"masters"`
 	Replicas []ReplicaRole `json:"replicas"`
+	// Tasks are data tasks waiting for this host or running on it; one
+	// that disappears from the list is to be abandoned.
+	Tasks []Task `json:"tasks,omitempty"`
 }
 
 // MasterRole is one master root replicated to one replica.
@@ -292,7 +295,19 @@ func (a Assignments) Check() error {
 			return fmt.Errorf("%s.master: missing or unprintable", f)
 		}
 	}
-	return nil
+	return CheckTasks(a.Tasks)
+}
+
+// DecodeTaskResult reads and checks a task's result from an agent.
+func DecodeTaskResult(r io.Reader) (TaskResult, error) {
+	var res TaskResult
+	if err := decode(r, &res); err != nil {
+		return TaskResult{}, fmt.Errorf("decode task result: %w", err)
+	}
+	if err := res.Check(); err != nil {
+		return TaskResult{}, fmt.Errorf("decode task result: %w", err)
+	}
+	return res, nil
 }
 
 // Check refuses reports the appliance must not record.

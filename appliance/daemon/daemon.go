@@ -19,6 +19,7 @@ import (
 	"github.com/holdfast/holdfast/agent/replication"
 	"github.com/holdfast/holdfast/agent/rewind"
 	"github.com/holdfast/holdfast/appliance/activity"
+	"github.com/holdfast/holdfast/appliance/agenttasks"
 	"github.com/holdfast/holdfast/appliance/api"
 	"github.com/holdfast/holdfast/appliance/catalog"
 	"github.com/holdfast/holdfast/appliance/config"
@@ -46,6 +47,9 @@ type Options struct {
 	// agent listener (with (*api.AgentListener).HandleAgent) before it
 	// serves.
 	AgentRoutes func(*api.AgentListener)
+	// AgentTasks, if set, receives the hub of agent data tasks once it
+	// exists (tests drive restores to agents through it).
+	AgentTasks func(*agenttasks.Hub)
 }
 
 // Run starts holdfastd and serves until ctx is cancelled, then shuts down
@@ -106,8 +110,13 @@ func Run(ctx context.Context, cfg config.Config, opts Options, logger *slog.Logg
 		SpoolMaxBytes: int64(cfg.Replication.SpoolMax), Capture: backend, Rewind: journal, Held: held,
 		Remote: runner.Remote{LocalHosts: []string{"localhost", cfg.HostName, self}, Self: self, DataAddress: dataAddr.get},
 	})
+	tasks := newTaskHub(ca, logger)
+	if opts.AgentTasks != nil {
+		opts.AgentTasks(tasks)
+	}
 	register := func(l *api.AgentListener) {
-		controlRoutes(ctx, l, runs, log)
+		controlRoutes(ctx, l, withTasks{runs, tasks}, log)
+		taskRoutes(l, tasks)
 		if opts.AgentRoutes != nil {
 			opts.AgentRoutes(l)
 		}

@@ -29,7 +29,7 @@ const DataAddrFile = "run/data.addr"
 
 // controlRoutes lets enrolled agents fetch their roles and report on the
 // agent listener. Malformed reports are refused and recorded.
-func controlRoutes(ctx context.Context, l *api.AgentListener, runs *runner.Runner, log *activity.Log) {
+func controlRoutes(ctx context.Context, l *api.AgentListener, runs control.Appliance, log *activity.Log) {
 	bad := func(host string, err error) {
 		log.Record(ctx, messages.BadRequest, fmt.Sprintf("report from agent %s: %v", host, err))
 	}

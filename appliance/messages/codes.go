@@ -105,6 +105,14 @@ const (
 	JobWrongState           Code = "HF-E5026"
 	BackupSummary           Code = "HF-I5027"
 	BackupChildren          Code = "HF-I5028"
+	// Agent data tasks (appliance/agenttasks): restores to an agent and
+	// reads of an agent's directory.
+	TaskNotPickedUp     Code = "HF-E5050"
+	TaskFailed          Code = "HF-E5051"
+	TaskEntryRefused    Code = "HF-W5052"
+	TaskEntryUnreadable Code = "HF-W5053"
+	TaskAgentLost       Code = "HF-E5054"
+	TaskEntryFailed     Code = "HF-W5055"
 
 	// 6xxx: restore.
 	RestoreSessionLocation Code = "HF-E6001" // legacy E3371
@@ -343,6 +351,24 @@ func init() {
 		Message{JobWrongState, sev, "jobs", "%v",
 			"The operation does not apply to a job in this state.",
 			"Do what the message says, or wait until the job is in the state the operation needs.", ""},
+		Message{TaskNotPickedUp, sev, "agenttasks", "agent %s did not pick up %s task %s within %s: is holdfast-agent running there? (see 'holdfast agent list')",
+			"The agent fetches its tasks when it polls the appliance (every 2 s); it is not running, cannot reach the appliance's agent listener, or its certificate was revoked.",
+			"Start holdfast-agent on the host (systemctl start holdfast-agent), check that it reaches the agent listener and is listed as valid by 'holdfast agent list', then run the job again.", ""},
+		Message{TaskFailed, sev, "agenttasks", "agent %s could not carry out %s task %s: %s",
+			"The agent reported the task failed as a whole: the directory cannot be opened or created, its deadline passed, the stream broke, or the agent restarted during the task.",
+			"Read the agent's reason; fix the directory's permissions or space on the agent, then run the job again.", ""},
+		Message{TaskEntryRefused, catalog.Warning, "agenttasks", "agent %s refused to restore %s: %s",
+			"The entry's name would leave the restore folder (an absolute name or '..'), or a symlink or another object stands in its way on the agent; nothing was written through it and the other entries were restored.",
+			"Inspect the folder on the agent: remove or move what is in the way and restore the entry again; a name that leaves the folder points at a damaged or forged session.", ""},
+		Message{TaskEntryUnreadable, catalog.Warning, "agenttasks", "agent %s could not read %s: %s",
+			"The entry could not be opened or read on the agent (permissions, I/O error, removed while read); the other entries were read.",
+			"Run holdfast-agent with permission to read the directory (as root for system data), check the agent's disk, then run the job again.", ""},
+		Message{TaskAgentLost, sev, "agenttasks", "agent %s was lost during %s task %s: %s",
+			"The agent stopped polling the appliance or its connection broke while the task ran: it crashed, was stopped, or the network between them failed.",
+			"Check that holdfast-agent runs on the host and reaches the appliance ('holdfast agent list'); a restarted agent reports the task failed. Run the job again.", ""},
+		Message{TaskEntryFailed, catalog.Warning, "agenttasks", "agent %s could not write %s: %s",
+			"Writing the entry on the agent failed (no space, no permission, an I/O error), or its content could not be read from the backup; the other entries were written.",
+			"Free space or fix permissions on the agent, then restore the entry again.", ""},
 		Message{RestoreEntryFailed, catalog.Warning, "restore", "%s was not restored (job %d): %v",
 			"The entry's stored content is damaged, or the destination refused it (a symlink or a directory in the way, no space, no permission); the other entries were restored and the job ends incomplete.",
 			"Read the cause; free space or move what is in the way, then restore the entry again, from an older session if its content is damaged.", ""},
