@@ -5,7 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"path"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/holdfast/holdfast/appliance/backup"
@@ -34,6 +36,8 @@ type SessionReader interface {
 	Scenario(name string) (catalog.Scenario, error)
 	Session(id uint64) (catalog.Session, error)
 	FindByName(pattern string, limit int) ([]catalog.FileVersion, error)
+	FileTree(host, dirPath string) ([]catalog.FileVersion, error)
+	FileVersions(host, p string) ([]catalog.FileVersion, error)
 }
 
 func (s *Server) jobRoutes(mux *http.ServeMux) {
@@ -43,6 +47,8 @@ func (s *Server) jobRoutes(mux *http.ServeMux) {
 	mux.HandleFunc("POST /api/v1/jobs/{id}/{action}", s.jobAction)
 	mux.HandleFunc("DELETE /api/v1/jobs/{id}", s.deleteJob)
 	mux.HandleFunc("GET /api/v1/files", s.findFiles)
+	mux.HandleFunc("GET /api/v1/files/tree", s.fileTree)
+	mux.HandleFunc("GET /api/v1/files/versions", s.fileVersions)
 }
 
 // JobRequest is the body of POST /api/v1/jobs: a backup of scenarios, or
@@ -53,12 +59,22 @@ type JobRequest struct {
 	Scenarios []string `json:"scenarios,omitempty"`
 	Schedule  string   `json:"schedule,omitempty"` // "now" when empty
 	Hold      bool     `json:"hold,omitempty"`
+	// Backup: read every file (no incremental), run each scenario as a
+	// child job.
+	Full        bool `json:"full,omitempty"`
+	Multistream bool `json:"multistream,omitempty"`
 	// Restore: the session, the master paths in it (none: all), where to
 	// ("original" or an absolute folder) and the overwrite policy.
 	Session     uint64   `json:"session,omitempty"`
 	Paths       []string `json:"paths,omitempty"`
 	Destination string   `json:"destination,omitempty"`
 	Policy      string   `json:"policy,omitempty"`
+	// Restore by tree instead of by session: a master host's file or
+	// directory, each file at its latest version as of a time.
+	Tree *restorejob.Tree `json:"tree,omitempty"`
+	// ContinueIfRunning: a restore to the replica goes on when the
+	// scenario cannot be stopped.
+	ContinueIfRunning bool `json:"continue_if_running,omitempty"`
 }
 
 // JobRun is one run of a job.
@@ -95,7 +111,8 @@ type JobSession struct {
 
 // JobRestore is what a restore job restores, and where to.
 type JobRestore struct {
-	Session     uint64   `json:"session"`
+	Session     uint64           `json:"session,omitempty"`
+	Tree        *restorejob.Tree `json:"tree,omitempty"`
 	Paths       []string `json:"paths,omitempty"`
 	Destination string   `json:"destination"`
 	Policy      string   `json:"policy,omitempty"`
@@ -129,7 +146,7 @@ func (s *Server) jobOut(j jobs.Job, withSessions bool) Job {
 	case restorejob.Kind:
 		var spec restorejob.Spec
 		if json.Unmarshal(j.Spec, &spec) == nil {
-			out.Restore = &JobRestore{Session: spec.Session, Paths: spec.Paths, Destination: spec.Destination, Policy: spec.Policy}
+			out.Restore = &JobRestore{Session: spec.Session, Tree: spec.Tree, Paths: spec.Paths, Destination: spec.Destination, Policy: spec.Policy}
 		}
 	}
 	for _, r := range j.Runs {
@@ -207,7 +224,7 @@ func (s *Server) submitJob(w http.ResponseWriter, r *http.Request) {
 			req.Name += fmt.Sprintf(" and %d more", len(req.Scenarios)-1)
 		}
 	}
-	spec, _ := json.Marshal(backup.Spec{Scenarios: req.Scenarios})
+	spec, _ := json.Marshal(backup.Spec{Scenarios: req.Scenarios, Full: req.Full, Multistream: req.Multistream})
 	j, err := s.Jobs.Submit(jobs.Submission{Kind: req.Kind, Name: req.Name, Owner: "admin", ScenarioIDs: ids,
 		Schedule: req.Schedule, Spec: spec, Hold: req.Hold})
 	if err != nil {
@@ -218,27 +235,106 @@ func (s *Server) submitJob(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) submitRestore(w http.ResponseWriter, r *http.Request, req JobRequest) {
-	spec := restorejob.Spec{Session: req.Session, Paths: req.Paths, Destination: req.Destination, Policy: req.Policy}
+	spec := restorejob.Spec{Session: req.Session, Paths: req.Paths, Tree: req.Tree, Destination: req.Destination, Policy: req.Policy,
+		ContinueIfRunning: req.ContinueIfRunning}
 	if err := spec.Check(); err != nil {
 		s.fail(w, r, messages.New(messages.BadRequest, err.Error()), 0)
 		return
 	}
-	sess, err := s.Sessions.Session(req.Session)
-	if err != nil {
-		s.fail(w, r, messages.New(messages.BadRequest, fmt.Sprintf("session: no session %d", req.Session)), 0)
-		return
+	var ids []uint64
+	what := fmt.Sprintf("session %d", req.Session)
+	if req.Tree != nil {
+		what = req.Tree.Host + ":" + req.Tree.Path
+	} else {
+		sess, err := s.Sessions.Session(req.Session)
+		if err != nil {
+			s.fail(w, r, messages.New(messages.BadRequest, fmt.Sprintf("session: no session %d", req.Session)), 0)
+			return
+		}
+		ids = []uint64{sess.ScenarioID}
 	}
 	if req.Name == "" {
-		req.Name = fmt.Sprintf("restore of session %d to %s", req.Session, req.Destination)
+		req.Name = fmt.Sprintf("restore of %s to %s", what, req.Destination)
 	}
 	body, _ := json.Marshal(spec)
-	j, err := s.Jobs.Submit(jobs.Submission{Kind: restorejob.Kind, Name: req.Name, Owner: "admin", ScenarioIDs: []uint64{sess.ScenarioID},
+	j, err := s.Jobs.Submit(jobs.Submission{Kind: restorejob.Kind, Name: req.Name, Owner: "admin", ScenarioIDs: ids,
 		Schedule: req.Schedule, Spec: body, Hold: req.Hold})
 	if err != nil {
 		s.failRecorded(w, r, jobErr(req.Name, err))
 		return
 	}
 	writeJSON(w, http.StatusCreated, s.jobOut(j, false))
+}
+
+// FileVersion is one backed-up version of a file, or a directory of the
+// tree (Session 0 when it has no version of its own).
+type FileVersion struct {
+	Host    string    `json:"host"`
+	Path    string    `json:"path"`
+	Session uint64    `json:"session,omitempty"`
+	Size    uint64    `json:"size"`
+	MTime   time.Time `json:"mtime,omitzero"`
+	// Finished is when the session holding the version ended.
+	Finished time.Time `json:"finished,omitzero"`
+}
+
+// hostPath reads the host and path query parameters of the tree routes.
+func (s *Server) hostPath(w http.ResponseWriter, r *http.Request) (host, p string, ok bool) {
+	host, p = r.URL.Query().Get("host"), r.URL.Query().Get("path")
+	if host == "" || !strings.HasPrefix(p, "/") || path.Clean(p) != p {
+		s.fail(w, r, messages.New(messages.BadRequest, "host and path: give the master host and a clean absolute path, such as host=fs01&path=/srv/data"), 0)
+		return "", "", false
+	}
+	return host, p, true
+}
+
+func (s *Server) versionsOut(list []catalog.FileVersion) []FileVersion {
+	out := make([]FileVersion, 0, len(list))
+	finished := map[uint64]time.Time{}
+	for _, v := range list {
+		fv := FileVersion{Host: v.Host, Path: v.Path, Session: v.SessionID, Size: v.Size, MTime: v.MTime}
+		if v.SessionID != 0 {
+			t, ok := finished[v.SessionID]
+			if !ok {
+				if sess, err := s.Sessions.Session(v.SessionID); err == nil {
+					t = sess.Finished
+				}
+				finished[v.SessionID] = t
+			}
+			fv.Finished = t
+		}
+		out = append(out, fv)
+	}
+	return out
+}
+
+// fileTree lists a directory of a master host as backed up: each child at
+// its latest version.
+func (s *Server) fileTree(w http.ResponseWriter, r *http.Request) {
+	host, p, ok := s.hostPath(w, r)
+	if !ok {
+		return
+	}
+	list, err := s.Sessions.FileTree(host, p)
+	if err != nil {
+		s.failRecorded(w, r, messages.Wrap(err, messages.CatalogCorrupt, err))
+		return
+	}
+	writeJSON(w, http.StatusOK, s.versionsOut(list))
+}
+
+// fileVersions lists every backed-up version of one file, newest first.
+func (s *Server) fileVersions(w http.ResponseWriter, r *http.Request) {
+	host, p, ok := s.hostPath(w, r)
+	if !ok {
+		return
+	}
+	list, err := s.Sessions.FileVersions(host, p)
+	if err != nil {
+		s.failRecorded(w, r, messages.Wrap(err, messages.CatalogCorrupt, err))
+		return
+	}
+	writeJSON(w, http.StatusOK, s.versionsOut(list))
 }
 
 // FileFound is one backed-up file a query found: its latest version.

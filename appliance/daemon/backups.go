@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"time"
 
 	"github.com/holdfast/holdfast/appliance/activity"
@@ -20,6 +21,7 @@ import (
 	"github.com/holdfast/holdfast/appliance/recovery"
 	"github.com/holdfast/holdfast/appliance/restorejob"
 	"github.com/holdfast/holdfast/internal/atomicfile"
+	"github.com/holdfast/holdfast/plugins/sdk"
 )
 
 // Where the disk store and the key that unlocks it live in the data
@@ -72,16 +74,47 @@ func (o jobEvents) JobEvent(ev jobs.Event) {
 	// what it did.
 }
 
-// startJobs opens the job queue with the backup executor and runs its
-// scheduler until stop is called.
-func startJobs(ctx context.Context, cat *catalog.Catalog, rec *recovery.Service, store *diskstore.Store, storePath string, local func(string) bool, log *activity.Log, logger *slog.Logger) (*jobs.Queue, func(), error) {
+// jobDeps is what the job executors work with.
+type jobDeps struct {
+	cat       *catalog.Catalog
+	images    *recovery.Service
+	store     *diskstore.Store
+	storePath string
+	local     func(host string) bool
+	agents    restorejob.Agents
+	scenarios restorejob.Scenarios
+	handlers  recovery.Handlers
+	log       *activity.Log
+}
+
+// granular asks a scenario type's handler whether its entities restore
+// file by file.
+func granular(h recovery.Handlers) func(ctx context.Context, typ string) (bool, error) {
+	return func(ctx context.Context, typ string) (bool, error) {
+		sh, err := h.ScenarioHandler(typ)
+		if err != nil {
+			return false, err
+		}
+		info, err := sh.Describe(ctx)
+		if err != nil {
+			return false, err
+		}
+		return slices.Contains(info.Capabilities, sdk.CapabilityGranularRestore), nil
+	}
+}
+
+// startJobs opens the job queue with the backup and restore executors and
+// runs its scheduler until stop is called.
+func startJobs(ctx context.Context, d jobDeps, logger *slog.Logger) (*jobs.Queue, func(), error) {
+	log := d.log
 	// The backup executor gets the queue for its child jobs once it is open.
-	backups := &backup.Executor{Images: rec, Store: store, Catalog: cat, Rec: log, Media: "disk store " + storePath}
+	backups := &backup.Executor{Images: d.images, Store: d.store, Catalog: d.cat, Rec: log, Media: "disk store " + d.storePath}
 	q, err := jobs.Open(jobs.Config{
-		Catalog: cat,
+		Catalog: d.cat,
 		Executors: map[string]jobs.Executor{
-			backup.Kind:     backups,
-			restorejob.Kind: &restorejob.Executor{Store: store, Catalog: cat, Rec: log, Local: local},
+			backup.Kind: backups,
+			restorejob.Kind: &restorejob.Executor{Store: d.store, Catalog: d.cat, Rec: log, Local: d.local,
+				Agents: d.agents, Scenarios: d.scenarios, Granular: granular(d.handlers)},
 		},
 		Observer: jobEvents{rec: log},
 		Logger:   logger.With("component", "jobs"),

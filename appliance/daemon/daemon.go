@@ -176,7 +176,8 @@ func Run(ctx context.Context, cfg config.Config, opts Options, logger *slog.Logg
 	}
 	defer store.Close()
 	localHost := func(h string) bool { return slices.Contains([]string{"localhost", cfg.HostName, self}, h) }
-	queue, stopJobs, err := startJobs(ctx, cat, rec, store, filepath.Join(cfg.DataDir, StoreDir), localHost, log, logger)
+	queue, stopJobs, err := startJobs(ctx, jobDeps{cat: cat, images: rec, store: store, storePath: filepath.Join(cfg.DataDir, StoreDir),
+		local: localHost, agents: tasks, scenarios: runs, handlers: plugins, log: log}, logger)
 	if err != nil {
 		e := messages.New(messages.DataDirUnusable, cfg.DataDir, err)
 		log.RecordError(ctx, e)

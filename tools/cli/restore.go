@@ -3,12 +3,15 @@ package cli
 import (
 	"fmt"
 	"net/url"
+	"path"
+	"strings"
 	"text/tabwriter"
 	"time"
 
 	"github.com/spf13/cobra"
 
 	"github.com/holdfast/holdfast/appliance/api"
+	"github.com/holdfast/holdfast/appliance/restorejob"
 )
 
 func (a *app) restoreCmd() *cobra.Command {
@@ -31,13 +34,78 @@ func (a *app) restoreCmd() *cobra.Command {
 			})
 		},
 	})
+	cmd.AddCommand(&cobra.Command{
+		Use:   "tree HOST:/DIR",
+		Short: "List a backed-up directory of a master host: each entry at its latest version",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			q, err := hostPathQuery(args[0])
+			if err != nil {
+				return err
+			}
+			var out []api.FileVersion
+			return a.show(cmd.Context(), "GET", "/api/v1/files/tree?"+q, nil, &out, func(w *tabwriter.Writer) {
+				if len(out) == 0 {
+					fmt.Fprintf(w, "Nothing was backed up below %s.\n", args[0])
+					return
+				}
+				fmt.Fprintln(w, "SESSION\tPATH\tSIZE\tMODIFIED\tBACKED UP")
+				for _, f := range out {
+					if f.Session == 0 {
+						fmt.Fprintf(w, "-\t%s/\t\t\t\n", f.Path)
+						continue
+					}
+					fmt.Fprintf(w, "%d\t%s\t%s\t%s\t%s\n", f.Session, f.Path, sizeText(int64(f.Size)), f.MTime.Local().Format(time.DateTime), f.Finished.Local().Format(time.DateTime))
+				}
+			})
+		},
+	})
+	cmd.AddCommand(&cobra.Command{
+		Use:   "versions HOST:/PATH",
+		Short: "List every backed-up version of a file, newest first",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			q, err := hostPathQuery(args[0])
+			if err != nil {
+				return err
+			}
+			var out []api.FileVersion
+			return a.show(cmd.Context(), "GET", "/api/v1/files/versions?"+q, nil, &out, func(w *tabwriter.Writer) {
+				if len(out) == 0 {
+					fmt.Fprintf(w, "No version of %s was backed up.\n", args[0])
+					return
+				}
+				fmt.Fprintln(w, "SESSION\tSIZE\tMODIFIED\tBACKED UP")
+				for _, f := range out {
+					fmt.Fprintf(w, "%d\t%s\t%s\t%s\n", f.Session, sizeText(int64(f.Size)), f.MTime.Local().Format(time.DateTime), f.Finished.Local().Format(time.DateTime))
+				}
+			})
+		},
+	})
 	var req api.JobRequest
+	var tree, asOf string
 	run := &cobra.Command{
-		Use:   "run --session N [--path P...] --to original|DIR [--policy overwrite|skip|rename|newer]",
-		Short: "Queue a restore of a session, or of some of its files, to the master's original location or to a folder",
+		Use:   "run (--session N [--path P...] | --tree HOST:/PATH [--as-of TIME]) --to original|replica|DIR|HOST:DIR [--policy overwrite|skip|rename|newer]",
+		Short: "Queue a restore of a session, files of it, or a tree as it stood, to the master, the replica, a folder here or a folder on an agent",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			req.Kind = "restore"
+			if tree != "" {
+				host, p, ok := strings.Cut(tree, ":")
+				if !ok || host == "" || !strings.HasPrefix(p, "/") {
+					return fmt.Errorf("--tree %q: give HOST:/PATH, e.g. fs01:/srv/data/reports", tree)
+				}
+				req.Tree = &restorejob.Tree{Host: host, Path: p}
+				if asOf != "" {
+					t, err := parseTime(asOf)
+					if err != nil {
+						return fmt.Errorf("--as-of %q: %v", asOf, err)
+					}
+					req.Tree.AsOf = t
+				}
+			} else if asOf != "" {
+				return fmt.Errorf("--as-of goes with --tree")
+			}
 			var out api.Job
 			return a.show(cmd.Context(), "POST", "/api/v1/jobs", req, &out, func(w *tabwriter.Writer) {
 				fmt.Fprintf(w, "Job %d (%s) queued: %s.\n", out.ID, out.Name, out.State)
@@ -47,8 +115,30 @@ func (a *app) restoreCmd() *cobra.Command {
 	f := run.Flags()
 	f.Uint64Var(&req.Session, "session", 0, "session number ('holdfast restore find' and 'holdfast job show' list them)")
 	f.StringArrayVar(&req.Paths, "path", nil, "master path of a file or directory to restore (repeat; default: the whole session)")
-	f.StringVar(&req.Destination, "to", "", `"original" (where the files were on the master) or an absolute folder`)
+	f.StringVar(&tree, "tree", "", "restore by tree: HOST:/PATH, every file below it at its latest backed-up version")
+	f.StringVar(&asOf, "as-of", "", `with --tree: the versions backed up by this time ("2026-11-25 14:00" local, or RFC 3339)`)
+	f.StringVar(&req.Destination, "to", "", `"original" (where the files were on the master), "replica" (the scenario's replicas; the scenario is stopped first), an absolute folder here, or HOST:/folder on an enrolled agent`)
 	f.StringVar(&req.Policy, "policy", "", "when the destination has the file: overwrite (default), skip, rename or newer")
+	f.BoolVar(&req.ContinueIfRunning, "continue-if-running", false, "with --to replica: go on even when the scenario cannot be stopped")
 	cmd.AddCommand(run)
 	return cmd
+}
+
+// hostPathQuery turns HOST:/PATH into the query of the tree routes.
+func hostPathQuery(arg string) (string, error) {
+	host, p, ok := strings.Cut(arg, ":")
+	if !ok || host == "" || !strings.HasPrefix(p, "/") {
+		return "", fmt.Errorf("%q: give HOST:/PATH, e.g. fs01:/srv/data", arg)
+	}
+	return url.Values{"host": {host}, "path": {path.Clean(p)}}.Encode(), nil
+}
+
+// parseTime reads a local "YYYY-MM-DD HH:MM[:SS]" or an RFC 3339 time.
+func parseTime(s string) (time.Time, error) {
+	for _, layout := range []string{time.RFC3339, time.DateTime, "2006-01-02 15:04", time.DateOnly} {
+		if t, err := time.ParseInLocation(layout, s, time.Local); err == nil {
+			return t, nil
+		}
+	}
+	return time.Time{}, fmt.Errorf("not a time: use \"2026-11-25 14:00\" or RFC 3339")
 }
