@@ -143,6 +143,7 @@ func (e *Executor) Run(ctx context.Context, job catalog.Job, progress jobs.Progr
 		}
 	}
 	failedTargets, allTargets := 0, 0
+	var lastErr error
 	for _, w := range work {
 		for _, tg := range w.targets {
 			if err := ctx.Err(); err != nil {
@@ -160,6 +161,7 @@ func (e *Executor) Run(ctx context.Context, job catalog.Job, progress jobs.Progr
 			}
 			if err != nil {
 				failedTargets++
+				lastErr = err
 				t.problems++
 				e.Rec.Record(ctx, messages.RestoreEntryFailed, tg.String(), job.ID, err)
 			}
@@ -176,7 +178,7 @@ func (e *Executor) Run(ctx context.Context, job catalog.Job, progress jobs.Progr
 	summary := fmt.Sprintf("%s to %s: %d entries written, %d kept by the %s policy, %d problems, %d bytes in %s",
 		what, spec.Destination, t.written, t.skipped, policyName(spec.Policy), t.problems, t.done.Bytes, time.Since(start).Round(time.Millisecond))
 	if failedTargets == allTargets {
-		return catalog.ResultFailed, errors.New(summary)
+		return catalog.ResultFailed, fmt.Errorf("%s: %w", summary, lastErr)
 	}
 	result := catalog.ResultCompleted
 	if t.problems > 0 {
@@ -487,7 +489,7 @@ func (e *Executor) writeAgent(ctx context.Context, job catalog.Job, p part, tg t
 		}
 		return nil
 	}
-	res, err := e.Agents.Restore(ctx, tg.host, tg.dir, policy, src, func(pr agenttasks.Progress) {
+	res, err := e.Agents.Restore(ctx, tg.host, tg.dir, policyName(policy), src, func(pr agenttasks.Progress) {
 		progress.Set(jobs.Counts{Files: t.done.Files, Bytes: base.Bytes + pr.Bytes}, t.total)
 	})
 	t.done.Bytes += res.Streamed.Bytes

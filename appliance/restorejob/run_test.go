@@ -312,3 +312,41 @@ func TestRestoreToAgentNeedsAgents(t *testing.T) {
 		t.Errorf("restored %v", got)
 	}
 }
+
+// TestTargets: where each destination sends a session of /srv from fs01,
+// whose scenario has a replica here and one on dr01.
+func TestTargets(t *testing.T) {
+	e := &Executor{Local: func(h string) bool { return h == "localhost" || h == "appliance1" }, Agents: agentsStub{}}
+	sc := catalog.Scenario{ID: 1, Name: "fs", Roots: []string{"/srv", "/home"},
+		Replicas: []catalog.Replica{{Host: "localhost", Target: "/replicas/fs"}, {Host: "dr01", Target: "/r/fs"}}}
+	p := part{sess: catalog.Session{ID: 5, Entity: "/srv", MasterHost: "fs01"}, sc: sc}
+	tests := []struct {
+		dest string
+		want string
+	}{
+		{Original, "[fs01:/srv]"},
+		{Replica, "[/replicas/fs/srv dr01:/r/fs/srv]"},
+		{"/restore/here", "[/restore/here]"},
+		{"appliance1:/restore/here", "[/restore/here]"},
+		{"branch7:/restore/here/", "[branch7:/restore/here]"},
+	}
+	for _, tt := range tests {
+		got, err := e.targets(Spec{Destination: tt.dest}, p)
+		if err != nil || fmt.Sprint(got) != tt.want {
+			t.Errorf("targets(%q) = %v, %v; want %s", tt.dest, got, err, tt.want)
+		}
+	}
+	local := p
+	local.sess.MasterHost = "localhost"
+	if got, err := e.targets(Spec{Destination: Original}, local); err != nil || fmt.Sprint(got) != "[/srv]" {
+		t.Errorf("original of a local master = %v, %v", got, err)
+	}
+	orphan := p
+	orphan.sc = catalog.Scenario{}
+	if _, err := e.targets(Spec{Destination: Replica}, orphan); err == nil || !strings.Contains(err.Error(), "no longer exists") {
+		t.Errorf("replica of a deleted scenario: %v", err)
+	}
+}
+
+// agentsStub only marks that agents are reachable; TestTargets sends nothing.
+type agentsStub struct{ Agents }

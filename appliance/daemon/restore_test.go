@@ -1,0 +1,124 @@
+package daemon
+
+import (
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/holdfast/holdfast/appliance/agenttasks"
+	"github.com/holdfast/holdfast/appliance/api"
+)
+
+// waitJob polls a job until it is done.
+func (d *testDaemon) waitJob(t *testing.T, id uint64) api.Job {
+	t.Helper()
+	var j api.Job
+	deadline := time.Now().Add(90 * time.Second) // a hang guard
+	for j.State != "done" {
+		if time.Now().After(deadline) {
+			t.Fatalf("job %d still %s after 90 s: %+v", id, j.State, j)
+		}
+		time.Sleep(100 * time.Millisecond)
+		d.getJSON(t, &j, "job", "show", strconv.FormatUint(id, 10))
+	}
+	return j
+}
+
+// TestRestoreDestinationsThroughCLI backs a scenario up twice and restores
+// by tree as it stood after the first backup, lists a file's versions,
+// restores a session into a folder on an enrolled agent (a real
+// holdfast-agent process), and restores to the replica, which stops the
+// scenario first.
+func TestRestoreDestinationsThroughCLI(t *testing.T) {
+	d := startDaemonWith(t, "", Options{AgentTasks: func(*agenttasks.Hub) {}}, pluginsDir)
+	root, replica := masterTree(t)
+	if _, errOut, code := d.cli(t, "scenario", "create", "rs", "--type", "fileserver", "--root", root, "--replica", replica); code != 0 {
+		t.Fatal(errOut)
+	}
+	if _, errOut, code := d.cli(t, "scenario", "run", "rs"); code != 0 {
+		t.Fatal(errOut)
+	}
+	d.waitState(t, "rs", "running")
+	d.waitIdentical(t, "rs")
+	backup := func() api.JobSession {
+		t.Helper()
+		var j api.Job
+		d.getJSON(t, &j, "job", "submit", "--scenario", "rs")
+		j = d.waitJob(t, j.ID)
+		if j.Result != "completed" || len(j.Sessions) != 1 {
+			t.Fatalf("backup = %+v", j)
+		}
+		return j.Sessions[0]
+	}
+	first := backup()
+	file := filepath.Join(root, "docs", "a.txt")
+	if err := os.WriteFile(file, []byte("hello, second version"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	d.waitIdentical(t, "rs")
+	second := backup()
+
+	var versions []api.FileVersion
+	d.getJSON(t, &versions, "restore", "versions", "localhost:"+file)
+	if len(versions) != 2 || versions[0].Session != second.ID || versions[1].Session != first.ID || versions[1].Size != 5 {
+		t.Fatalf("versions of a.txt = %+v", versions)
+	}
+	var listing []api.FileVersion
+	d.getJSON(t, &listing, "restore", "tree", "localhost:"+root)
+	if len(listing) != 1 || listing[0].Path != filepath.Join(root, "docs") || listing[0].Session != 0 {
+		t.Fatalf("tree of the root = %+v", listing)
+	}
+
+	// By tree, as it stood after the first backup.
+	asOf := first.Finished.Add(time.Millisecond).Format(time.RFC3339Nano)
+	alt := filepath.Join(t.TempDir(), "monday")
+	var rj api.Job
+	d.getJSON(t, &rj, "restore", "run", "--tree", "localhost:"+root, "--as-of", asOf, "--to", alt)
+	if rj = d.waitJob(t, rj.ID); rj.Result != "completed" || rj.Restore == nil || rj.Restore.Tree == nil {
+		t.Fatalf("tree restore = %+v", rj)
+	}
+	if b, err := os.ReadFile(filepath.Join(alt, "docs", "a.txt")); err != nil || string(b) != "hello" {
+		t.Fatalf("a.txt as of the first backup = %q, %v", b, err)
+	}
+
+	// Into a folder on an enrolled agent.
+	agent := d.enrollAgent(t, "branch1")
+	agent.run(t)
+	onAgent := filepath.Join(t.TempDir(), "from-appliance")
+	d.getJSON(t, &rj, "restore", "run", "--session", strconv.FormatUint(second.ID, 10), "--to", "branch1:"+onAgent)
+	if rj = d.waitJob(t, rj.ID); rj.Result != "completed" {
+		out, _, _ := d.cli(t, "log", "--limit", "5")
+		t.Fatalf("restore to an agent = %+v\n%s", rj, out)
+	}
+	if b, err := os.ReadFile(filepath.Join(onAgent, "docs", "a.txt")); err != nil || string(b) != "hello, second version" {
+		t.Fatalf("a.txt on the agent = %q, %v", b, err)
+	}
+
+	// To the replica: the scenario is stopped first and stays stopped.
+	if err := os.WriteFile(filepath.Join(root, "docs", "a.txt"), []byte("ransomware was here"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	d.waitIdentical(t, "rs")
+	d.getJSON(t, &rj, "restore", "run", "--session", strconv.FormatUint(first.ID, 10), "--to", "replica")
+	if rj = d.waitJob(t, rj.ID); rj.Result != "completed" {
+		t.Fatalf("restore to the replica = %+v", rj)
+	}
+	if b, err := os.ReadFile(filepath.Join(replica, "docs", "a.txt")); err != nil || string(b) != "hello" {
+		t.Fatalf("a.txt on the replica = %q, %v", b, err)
+	}
+	d.waitState(t, "rs", "stopped")
+	for _, c := range []string{"HF-I6013"} {
+		if !d.logHas(t, c) {
+			t.Errorf("activity log lacks %s", c)
+		}
+	}
+	if _, errOut, code := d.cli(t, "restore", "run", "--tree", "localhost:"+root, "--as-of", "2001-01-01 00:00", "--to", alt); code != 0 {
+		t.Fatalf("queue a restore of a tree older than every backup: %s", errOut)
+	}
+	if _, errOut, code := d.cli(t, "restore", "run", "--tree", "nohost", "--to", alt); code == 0 || !strings.Contains(errOut, "HOST:/PATH") {
+		t.Fatalf("--tree without a host: exit %d %q", code, errOut)
+	}
+}
