@@ -113,9 +113,9 @@ type JobSession struct {
 type JobRestore struct {
 	Session     uint64           `json:"session,omitempty"`
 	Tree        *restorejob.Tree `json:"tree,omitempty"`
-	Paths       []string `json:"paths,omitempty"`
-	Destination string   `json:"destination"`
-	Policy      string   `json:"policy,omitempty"`
+	Paths       []string         `json:"paths,omitempty"`
+	Destination string           `json:"destination"`
+	Policy      string           `json:"policy,omitempty"`
 }
 
 // Job is a job as the API shows it.
