@@ -12,11 +12,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io/fs"
-	"path"
-	"path/filepath"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/holdfast/holdfast/agent/snapshot"
@@ -238,7 +234,8 @@ func (e *Executor) scenario(ctx context.Context, job catalog.Job, spec Spec, nam
 		info := view.Info()
 		total.Files += info.Files
 		total.Bytes += info.Bytes
-		err = e.session(ctx, job, spec, sc, img, view, t, done, total, progress)
+		src := source{scenario: sc, what: "scenario " + sc.Name, host: sc.MasterHost, entity: img.Root, consistency: img.Consistency, from: "snapshot " + img.Snapshot}
+		err = e.walk(ctx, job, spec, src, view, t, done, total, progress)
 		if cerr := view.Close(); err == nil && cerr != nil {
 			err = cerr
 		}
@@ -250,148 +247,3 @@ func (e *Executor) scenario(ctx context.Context, job catalog.Job, spec Spec, nam
 	return nil
 }
 
-// previous opens the entity's latest stored session, the base of an
-// incremental session; nil when there is none or it cannot be read (the
-// session is then read in full, which is always correct).
-func (e *Executor) previous(sc catalog.Scenario, entity string) (*diskstore.Session, uint64) {
-	last, err := e.Catalog.LatestSession(sc.ID, entity)
-	if err != nil {
-		return nil, 0
-	}
-	prev, err := e.Store.OpenSession(last.Stored)
-	if err != nil {
-		return nil, 0
-	}
-	return prev, last.ID
-}
-
-// session writes one image into one store session and the catalog.
-func (e *Executor) session(ctx context.Context, job catalog.Job, spec Spec, sc catalog.Scenario, img recovery.Image, view *snapshot.View,
-	t *tally, done, total *jobs.Counts, progress jobs.Progress) error {
-	started := time.Now().UTC()
-	var prev *diskstore.Session
-	var prevID uint64
-	if !spec.Full {
-		prev, prevID = e.previous(sc, img.Root)
-	}
-	w := e.Store.BeginSession(diskstore.SessionMeta{Scenario: sc.Name, Host: sc.MasterHost, Label: job.Name, Started: started})
-	type version struct {
-		path  string
-		size  int64
-		mode  fs.FileMode
-		mtime time.Time
-	}
-	var versions []version
-	var files, bytes, unchanged, read int64
-	walkErr := fs.WalkDir(view.FS(), ".", func(rel string, d fs.DirEntry, err error) error {
-		if cerr := ctx.Err(); cerr != nil {
-			return cerr
-		}
-		master := img.Root
-		if rel != "." {
-			master = path.Join(img.Root, rel)
-		}
-		if err != nil {
-			t.errors++
-			e.Rec.Record(ctx, messages.BackupFileUnreadable, sc.Name, job.ID, master, err)
-			return nil
-		}
-		fi, err := view.Lstat(rel)
-		if err != nil {
-			t.errors++
-			e.Rec.Record(ctx, messages.BackupFileUnreadable, sc.Name, job.ID, master, err)
-			return nil
-		}
-		hdr := diskstore.FileHeader{Path: master, Mode: fi.Mode(), ModTime: fi.ModTime()}
-		if st, ok := fi.Sys().(*syscall.Stat_t); ok {
-			hdr.UID, hdr.GID = st.Uid, st.Gid
-		}
-		switch {
-		case fi.IsDir():
-			t.dirs++
-			return w.AddDir(hdr)
-		case fi.Mode()&fs.ModeSymlink != 0:
-			target, err := view.Readlink(rel)
-			if err != nil {
-				t.errors++
-				e.Rec.Record(ctx, messages.BackupFileUnreadable, sc.Name, job.ID, master, err)
-				return nil
-			}
-			return w.AddSymlink(hdr, target)
-		case fi.Mode().IsRegular():
-			if sameAsBefore(prev, master, fi) {
-				pe, _ := prev.Entry(master)
-				// A chunk pruned since (or lost) makes AddUnchanged refuse;
-				// the file is then read like a new one.
-				if w.AddUnchanged(hdr, pe) == nil {
-					unchanged++
-					break
-				}
-			}
-			f, err := view.Open(rel)
-			if err != nil {
-				t.errors++
-				e.Rec.Record(ctx, messages.BackupFileUnreadable, sc.Name, job.ID, master, err)
-				return nil
-			}
-			err = w.AddFile(hdr, f)
-			f.Close()
-			if err != nil {
-				return err
-			}
-			read += fi.Size()
-		default:
-			return nil // sockets, devices and fifos hold no data to keep
-		}
-		files++
-		bytes += fi.Size()
-		done.Files++
-		done.Bytes += fi.Size()
-		progress.Set(*done, *total)
-		versions = append(versions, version{path: master, size: fi.Size(), mode: fi.Mode(), mtime: fi.ModTime()})
-		return nil
-	})
-	if walkErr != nil {
-		w.Abort()
-		return fmt.Errorf("back up %s from snapshot %s: %w", img.Root, img.Snapshot, walkErr)
-	}
-	info, err := w.Commit()
-	if err != nil {
-		return fmt.Errorf("back up %s: commit session: %w", img.Root, err)
-	}
-	sess, err := e.Catalog.CreateSession(catalog.Session{JobID: job.ID, ScenarioID: sc.ID, Entity: img.Root, MasterHost: sc.MasterHost,
-		Consistency: img.Consistency, Started: started, Finished: time.Now().UTC(), Files: uint64(files), Bytes: uint64(bytes), Stored: info.ID})
-	if err != nil {
-		return fmt.Errorf("record session %s: %w", info.ID, err)
-	}
-	fw := e.Catalog.NewFileVersionWriter()
-	for _, v := range versions {
-		if err := fw.Add(catalog.FileVersion{Host: sc.MasterHost, Path: filepath.Clean(v.path), SessionID: sess.ID,
-			Size: uint64(v.size), Mode: uint32(v.mode.Perm()), MTime: v.mtime}); err != nil {
-			return fmt.Errorf("record the files of session %d: %w", sess.ID, err)
-		}
-	}
-	if err := fw.Commit(true); err != nil {
-		return fmt.Errorf("record the files of session %d: %w", sess.ID, err)
-	}
-	t.sessions++
-	t.files += int(files)
-	t.bytes += bytes
-	t.readBytes += read
-	t.unchanged += int(unchanged)
-	if unchanged > 0 {
-		t.bases = append(t.bases, fmt.Sprintf("%s session %d", img.Root, prevID))
-	}
-	return nil
-}
-
-// sameAsBefore reports whether the previous session holds the file with
-// the same size, mode and modification time (to the nanosecond, as the
-// replica keeps the master's).
-func sameAsBefore(prev *diskstore.Session, master string, fi fs.FileInfo) bool {
-	if prev == nil {
-		return false
-	}
-	pe, ok := prev.Entry(master)
-	return ok && pe.Type == diskstore.TypeFile && pe.Size == fi.Size() && pe.Mode == fi.Mode() && pe.ModTime.Equal(fi.ModTime())
-}

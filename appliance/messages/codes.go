@@ -105,6 +105,8 @@ const (
 	JobWrongState           Code = "HF-E5026"
 	BackupSummary           Code = "HF-I5027"
 	BackupChildren          Code = "HF-I5028"
+	BackupSourceFailed      Code = "HF-E5029"
+	BackupSourceUnreadable  Code = "HF-W5030"
 	// Agent data tasks (appliance/agenttasks): restores to an agent and
 	// reads of an agent's directory.
 	TaskNotPickedUp     Code = "HF-E5050"
@@ -345,6 +347,12 @@ func init() {
 			"Check the replica's disk; run the difference report, then rerun the job.", ""},
 		Message{BackupSummary, catalog.Info, "backup", "backup summary for job %d: %s", "", "", ""},
 		Message{BackupChildren, catalog.Info, "backup", "job %d runs as %d child jobs, one per scenario: %s", "", "", ""},
+		Message{BackupSourceFailed, sev, "backup", "backup of %s in job %d failed: %v",
+			"The folder could not be read: its agent is not running or not enrolled, or the folder does not exist.",
+			"Check 'holdfast agent list' and the folder on that host, then rerun the job.", ""},
+		Message{BackupSourceUnreadable, catalog.Warning, "backup", "backup of %s in job %d: %s could not be read: %v",
+			"An entry of the folder could not be read (permissions, or it changed while it was read); the rest of the session was saved and the job ends incomplete.",
+			"Check the entry on its host, then rerun the job.", ""},
 		Message{JobUnknown, sev, "jobs", "no job %s",
 			"The job number is wrong, or the job was deleted.",
 			"List the jobs with 'holdfast job list'.", ""},
