@@ -19,6 +19,8 @@ import (
 	"github.com/holdfast/holdfast/appliance/messages"
 	"github.com/holdfast/holdfast/appliance/recovery"
 	"github.com/holdfast/holdfast/appliance/restorejob"
+	"github.com/holdfast/holdfast/appliance/retention"
+	"github.com/holdfast/holdfast/appliance/verifyjob"
 	"github.com/holdfast/holdfast/internal/atomicfile"
 )
 
@@ -74,12 +76,14 @@ func (o jobEvents) JobEvent(ev jobs.Event) {
 
 // startJobs opens the job queue with the backup executor and runs its
 // scheduler until stop is called.
-func startJobs(ctx context.Context, cat *catalog.Catalog, rec *recovery.Service, store *diskstore.Store, local func(string) bool, log *activity.Log, logger *slog.Logger) (*jobs.Queue, func(), error) {
+func startJobs(ctx context.Context, cat *catalog.Catalog, rec *recovery.Service, store *diskstore.Store, local func(string) bool, log *activity.Log, logger *slog.Logger, rules retention.Rules) (*jobs.Queue, func(), error) {
 	q, err := jobs.Open(jobs.Config{
 		Catalog: cat,
 		Executors: map[string]jobs.Executor{
 			backup.Kind:     &backup.Executor{Images: rec, Store: store, Catalog: cat, Rec: log},
 			restorejob.Kind: &restorejob.Executor{Store: store, Catalog: cat, Rec: log, Local: local},
+			verifyjob.Kind:  &verifyjob.Executor{Store: store, Catalog: cat, Rec: log},
+			retention.Kind:  &retention.Executor{Store: store, Catalog: cat, Rules: rules, Rec: log},
 		},
 		Observer: jobEvents{rec: log},
 		Logger:   logger.With("component", "jobs"),

@@ -21,11 +21,13 @@ import (
 	"github.com/holdfast/holdfast/appliance/activity"
 	"github.com/holdfast/holdfast/appliance/api"
 	"github.com/holdfast/holdfast/appliance/catalog"
+	"github.com/holdfast/holdfast/appliance/catalogrebuild"
 	"github.com/holdfast/holdfast/appliance/config"
 	"github.com/holdfast/holdfast/appliance/messages"
 	"github.com/holdfast/holdfast/appliance/pki"
 	"github.com/holdfast/holdfast/appliance/pluginhost"
 	"github.com/holdfast/holdfast/appliance/recovery"
+	"github.com/holdfast/holdfast/appliance/retention"
 	"github.com/holdfast/holdfast/appliance/runner"
 	"github.com/holdfast/holdfast/appliance/scenarios"
 	"github.com/holdfast/holdfast/appliance/version"
@@ -167,7 +169,7 @@ func Run(ctx context.Context, cfg config.Config, opts Options, logger *slog.Logg
 	}
 	defer store.Close()
 	localHost := func(h string) bool { return slices.Contains([]string{"localhost", cfg.HostName, self}, h) }
-	queue, stopJobs, err := startJobs(ctx, cat, rec, store, localHost, log, logger)
+	queue, stopJobs, err := startJobs(ctx, cat, rec, store, localHost, log, logger, retention.Rules{KeepLast: cfg.Store.KeepLast, KeepDays: cfg.Store.KeepDays})
 	if err != nil {
 		e := messages.New(messages.DataDirUnusable, cfg.DataDir, err)
 		log.RecordError(ctx, e)
@@ -176,6 +178,8 @@ func Run(ctx context.Context, cfg config.Config, opts Options, logger *slog.Logg
 	defer stopJobs()
 	srv.Jobs = queue
 	srv.Sessions = cat
+	srv.Rebuild = &catalogrebuild.Rebuilder{Store: store, Catalog: cat, Rec: log}
+	ensurePruneJob(queue, cfg.Store.PruneSchedule, logger)
 	srv.Scenarios = scenarios.New(cat, plugins, log, []string{"localhost", cfg.HostName})
 	srv.Scenarios.Enrolled = func(host string) bool { return enrolled(ca, host) }
 	srv.Plugins = plugins
