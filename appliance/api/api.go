@@ -53,7 +53,7 @@ type Server struct {
 	Jobs     JobQueue
 	Sessions SessionReader
 	// Rebuild backs POST /api/v1/catalog/rebuild; nil leaves it out.
-	Rebuild CatalogRebuilder
+	Rebuild  CatalogRebuilder
 	Plugins  Plugins
 	Activity ActivityReader
 	Recorder Recorder
