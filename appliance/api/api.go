@@ -52,6 +52,8 @@ type Server struct {
 	// Jobs and Sessions back the job routes; nil Jobs leaves them out.
 	Jobs     JobQueue
 	Sessions SessionReader
+	// Rebuild backs POST /api/v1/catalog/rebuild; nil leaves it out.
+	Rebuild  CatalogRebuilder
 	Plugins  Plugins
 	Activity ActivityReader
 	Recorder Recorder
@@ -85,6 +87,7 @@ func (s *Server) Handler() http.Handler {
 	}
 	if s.Jobs != nil {
 		s.jobRoutes(mux)
+		s.storeRoutes(mux)
 	}
 	mux.HandleFunc("GET /api/v1/plugins", s.listPlugins)
 	mux.HandleFunc("GET /api/v1/log", s.listLog)

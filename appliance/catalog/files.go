@@ -54,6 +54,7 @@ func (w *FileVersionWriter) Add(v FileVersion) error {
 	if err := errors.Join(
 		w.b.Set(fileKey(v.Host, v.Path, v.SessionID), encodeFileVersion(v), nil),
 		w.b.Set(fileNameKey(path.Base(v.Path), v.Host, v.Path), encodeMarker(), nil),
+		w.b.Set(sessionFileKey(v.SessionID, v.Host, v.Path), encodeMarker(), nil),
 	); err != nil {
 		return fmt.Errorf("add file version %s:%s: %w", v.Host, v.Path, err)
 	}

@@ -117,6 +117,7 @@ func FuzzDecodeKey(f *testing.F) {
 		f.Add(tc.key)
 	}
 	f.Add(fileNameKey("a\x00b", "h", "/a\x00b"))
+	f.Add(sessionFileKey(3, "h\x00", "/a\x00b"))
 	f.Add(entityKey(1, "\x00\x00"))
 	f.Add([]byte("f/\x00"))
 	f.Fuzz(func(t *testing.T, key []byte) {

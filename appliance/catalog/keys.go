@@ -21,6 +21,7 @@ const (
 	prefixJob          = "j/"
 	prefixSession      = "ss/"
 	prefixSessionJob   = "sj/"
+	prefixSessionFile  = "sf/"
 	prefixMedia        = "m/"
 	prefixFile         = "f/"
 	prefixFileName     = "fn/"
@@ -69,6 +70,7 @@ var keyLayouts = []keyLayout{
 	{prefixJob, []keyPart{partU64}, kindJob},
 	{prefixSession, []keyPart{partU64}, kindSession},
 	{prefixSessionJob, []keyPart{partU64, partU64}, kindMarker},
+	{prefixSessionFile, []keyPart{partU64, partEsc, partEsc}, kindMarker},
 	{prefixMedia, []keyPart{partU64}, kindMedia},
 	{prefixFile, []keyPart{partEsc, partEsc, partInvU64}, kindFileVersion},
 	{prefixFileName, []keyPart{partEsc, partEsc, partEsc}, kindMarker},
@@ -289,6 +291,17 @@ func sessionJobPrefix(jobID uint64) []byte { return appendU64([]byte(prefixSessi
 
 func sessionJobKey(jobID, sessionID uint64) []byte {
 	return appendU64(sessionJobPrefix(jobID), sessionID)
+}
+
+// sessionFilePrefix starts the keys of the per-session index of file
+// versions, which lets DeleteSession find a session's versions without
+// scanning every file.
+func sessionFilePrefix(sessionID uint64) []byte {
+	return appendU64([]byte(prefixSessionFile), sessionID)
+}
+
+func sessionFileKey(sessionID uint64, host, path string) []byte {
+	return appendEsc(appendEsc(sessionFilePrefix(sessionID), host), path)
 }
 
 func mediaKey(id uint64) []byte { return appendU64([]byte(prefixMedia), id) }

@@ -59,6 +59,7 @@ func TestKeyRoundTrip(t *testing.T) {
 		{jobKey(1), "j/1"},
 		{sessionKey(2), "ss/2"},
 		{sessionJobKey(1, 2), "sj/1/2"},
+		{sessionFileKey(3, "fs01", "/a b"), `sf/3/"fs01"/"/a b"`},
 		{mediaKey(3), "m/3"},
 		{fileKey("fs01", "/a/b", 9), `f/"fs01"/"/a/b"/9`},
 		{fileNameKey("b", "fs01", "/a/b"), `fn/"b"/"fs01"/"/a/b"`},

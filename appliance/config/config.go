@@ -74,6 +74,16 @@ type Config struct {
 		MaxSize Size     `toml:"max_size"`
 		Keep    Duration `toml:"keep"`
 	} `toml:"rewind"`
+	Store struct {
+		// Retention of backup sessions, applied by prune jobs: keep_last
+		// sessions per scenario and entity, keep_days days after each
+		// finished; 0 turns a rule off.
+		KeepLast int `toml:"keep_last"`
+		KeepDays int `toml:"keep_days"`
+		// PruneSchedule is the schedule of the prune job submitted at
+		// start when none is queued; "" submits none.
+		PruneSchedule string `toml:"prune_schedule"`
+	} `toml:"store"`
 	Log struct {
 		Level string `toml:"level"`
 	} `toml:"log"`
@@ -215,6 +225,9 @@ func (c *Config) Validate() error {
 	}
 	if c.Rewind.Keep < Duration(time.Minute) {
 		return fmt.Errorf("rewind.keep must be at least 1m, got %s", time.Duration(c.Rewind.Keep))
+	}
+	if c.Store.KeepLast < 0 || c.Store.KeepDays < 0 {
+		return fmt.Errorf("store.keep_last and store.keep_days must be 0 (off) or more, got %d and %d", c.Store.KeepLast, c.Store.KeepDays)
 	}
 	if c.Replication.SpoolMax < 1<<20 {
 		return fmt.Errorf("replication.spool_max must be at least 1MiB, got %d bytes", c.Replication.SpoolMax)

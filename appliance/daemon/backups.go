@@ -20,6 +20,8 @@ import (
 	"github.com/holdfast/holdfast/appliance/messages"
 	"github.com/holdfast/holdfast/appliance/recovery"
 	"github.com/holdfast/holdfast/appliance/restorejob"
+	"github.com/holdfast/holdfast/appliance/retention"
+	"github.com/holdfast/holdfast/appliance/verifyjob"
 	"github.com/holdfast/holdfast/internal/atomicfile"
 	"github.com/holdfast/holdfast/plugins/sdk"
 )
@@ -84,6 +86,7 @@ type jobDeps struct {
 	agents    restorejob.Agents
 	scenarios restorejob.Scenarios
 	handlers  recovery.Handlers
+	rules     retention.Rules
 	log       *activity.Log
 }
 
@@ -115,6 +118,8 @@ func startJobs(ctx context.Context, d jobDeps, logger *slog.Logger) (*jobs.Queue
 			backup.Kind: backups,
 			restorejob.Kind: &restorejob.Executor{Store: d.store, Catalog: d.cat, Rec: log, Local: d.local,
 				Agents: d.agents, Scenarios: d.scenarios, Granular: granular(d.handlers)},
+			verifyjob.Kind: &verifyjob.Executor{Store: d.store, Catalog: d.cat, Rec: log},
+			retention.Kind: &retention.Executor{Store: d.store, Catalog: d.cat, Rules: d.rules, Rec: log},
 		},
 		Observer: jobEvents{rec: log},
 		Logger:   logger.With("component", "jobs"),

@@ -22,11 +22,13 @@ import (
 	"github.com/holdfast/holdfast/appliance/agenttasks"
 	"github.com/holdfast/holdfast/appliance/api"
 	"github.com/holdfast/holdfast/appliance/catalog"
+	"github.com/holdfast/holdfast/appliance/catalogrebuild"
 	"github.com/holdfast/holdfast/appliance/config"
 	"github.com/holdfast/holdfast/appliance/messages"
 	"github.com/holdfast/holdfast/appliance/pki"
 	"github.com/holdfast/holdfast/appliance/pluginhost"
 	"github.com/holdfast/holdfast/appliance/recovery"
+	"github.com/holdfast/holdfast/appliance/retention"
 	"github.com/holdfast/holdfast/appliance/runner"
 	"github.com/holdfast/holdfast/appliance/scenarios"
 	"github.com/holdfast/holdfast/appliance/version"
@@ -177,7 +179,8 @@ func Run(ctx context.Context, cfg config.Config, opts Options, logger *slog.Logg
 	defer store.Close()
 	localHost := func(h string) bool { return slices.Contains([]string{"localhost", cfg.HostName, self}, h) }
 	queue, stopJobs, err := startJobs(ctx, jobDeps{cat: cat, images: rec, store: store, storePath: filepath.Join(cfg.DataDir, StoreDir),
-		local: localHost, agents: tasks, scenarios: runs, handlers: plugins, log: log}, logger)
+		local: localHost, agents: tasks, scenarios: runs, handlers: plugins, log: log,
+		rules: retention.Rules{KeepLast: cfg.Store.KeepLast, KeepDays: cfg.Store.KeepDays}}, logger)
 	if err != nil {
 		e := messages.New(messages.DataDirUnusable, cfg.DataDir, err)
 		log.RecordError(ctx, e)
@@ -186,6 +189,8 @@ func Run(ctx context.Context, cfg config.Config, opts Options, logger *slog.Logg
 	defer stopJobs()
 	srv.Jobs = queue
 	srv.Sessions = cat
+	srv.Rebuild = &catalogrebuild.Rebuilder{Store: store, Catalog: cat, Rec: log}
+	ensurePruneJob(queue, cfg.Store.PruneSchedule, logger)
 	srv.Scenarios = scenarios.New(cat, plugins, log, []string{"localhost", cfg.HostName})
 	srv.Scenarios.Enrolled = func(host string) bool { return enrolled(ca, host) }
 	srv.Plugins = plugins

@@ -5,6 +5,8 @@ import (
 	"crypto/sha256"
 	"errors"
 	"io/fs"
+	"os"
+	"path/filepath"
 	"testing"
 	"time"
 
@@ -96,6 +98,18 @@ func FuzzSessionRoot(f *testing.F) {
 		manifest:    []ID{{1}, {2}},
 	}
 	f.Add(r.encode())
+	kr := fuzzKeyring()
+	var err error
+	var key []byte
+	if r.lock, key, err = kr.newSessionLock(r.info.ID, "pw", minPasswordIterations); err != nil {
+		f.Fatal(err)
+	}
+	r.pins = []ID{{1}, {2}, {3}}
+	kr.sealPrivate(&r, key)
+	f.Add(r.encode())
+	v1root, v1man := goldenV1(f)
+	f.Add(v1root)
+	f.Add(v1man)
 	f.Fuzz(func(t *testing.T, b []byte) {
 		got, err := decodeSessionRoot(b)
 		if err != nil {
@@ -120,6 +134,8 @@ func FuzzManifest(f *testing.F) {
 	}
 	f.Add(encodeManifest("20261125T120000Z-0123abcd", SessionMeta{Label: "l"}, entries))
 	f.Add(encodeManifest("x", SessionMeta{}, nil))
+	_, v1man := goldenV1(f)
+	f.Add(v1man)
 	f.Fuzz(func(t *testing.T, b []byte) {
 		id, meta, got, err := decodeManifest(b)
 		if err != nil {
@@ -177,4 +193,42 @@ func FuzzSecrets(f *testing.F) {
 			t.Fatal("secrets do not encode back")
 		}
 	})
+}
+
+// goldenV1 returns the plaintext root and manifest of the version 1
+// session in testdata/store-v1.
+func goldenV1(f *testing.F) (root, manifest []byte) {
+	dir := filepath.Join(f.TempDir(), "store")
+	if err := os.CopyFS(dir, os.DirFS("testdata/store-v1")); err != nil {
+		f.Fatal(err)
+	}
+	s, err := Open(dir, WithPassword("golden"), Options{})
+	if err != nil {
+		f.Fatal(err)
+	}
+	defer s.Close()
+	list, err := s.ListSessions()
+	if err != nil || len(list) != 1 {
+		f.Fatalf("golden store lists %v, %v", list, err)
+	}
+	id := list[0].ID
+	b, err := os.ReadFile(filepath.Join(dir, "sessions", id))
+	if err != nil {
+		f.Fatal(err)
+	}
+	if root, err = s.kr.open(b, kindSessionRoot, rootBlobID(id)); err != nil {
+		f.Fatal(err)
+	}
+	r, err := decodeSessionRoot(root)
+	if err != nil {
+		f.Fatal(err)
+	}
+	for _, cid := range r.manifest {
+		c, err := s.get(kindTree, cid)
+		if err != nil {
+			f.Fatal(err)
+		}
+		manifest = append(manifest, c...)
+	}
+	return root, manifest
 }

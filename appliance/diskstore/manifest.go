@@ -9,12 +9,20 @@ import (
 )
 
 // SessionMeta describes a backup session; it is kept in the manifest and
-// in the session root, so the catalog can be rebuilt from the store.
+// in the session root, so the catalog can be rebuilt from the store alone.
 type SessionMeta struct {
 	Scenario string
-	Host     string
+	Host     string // the master host the session's paths belong to
 	Label    string
 	Started  time.Time
+	// Since version 2 of the root and manifest encodings (sessions of
+	// version 1 decode with these empty):
+	Entity       string // the master root the session holds
+	Consistency  string // "application" or "crash"
+	JobID        uint64
+	JobName      string
+	ScenarioType string // the scenario handler's type, e.g. "fileserver"
+	SourceKind   string // "scenario" or "directory"
 }
 
 // EntryType is the kind of a manifest entry.
@@ -70,9 +78,12 @@ type Entry struct {
 // Strings and byte values are uvarint-length-prefixed; times are
 // nanoseconds since 1970 (the zero time.Time is stored as the smallest
 // int64, since UnixNano cannot express it).
+//
+// Version 2 appends to meta: entity, consistency, job id (uvarint), job
+// name, scenario type and source kind; version 1 is still read.
 const (
 	manifestMagic   = "HFDSMAN1"
-	manifestVersion = 1
+	manifestVersion = 2
 	maxPathLen      = 64 << 10
 	maxNameLen      = 4 << 10
 	maxXattrs       = 1 << 10
@@ -82,20 +93,37 @@ const (
 	entryMinSize    = 1 + 1 + 12 + 2 + 8 + 1 + 1 + 1 + 1
 )
 
+// encodeMeta writes meta in the current (version 2) form.
 func encodeMeta(e *enc, m SessionMeta) {
 	e.str(m.Scenario)
 	e.str(m.Host)
 	e.str(m.Label)
 	e.time(m.Started)
+	e.str(m.Entity)
+	e.str(m.Consistency)
+	e.uvarint(m.JobID)
+	e.str(m.JobName)
+	e.str(m.ScenarioType)
+	e.str(m.SourceKind)
 }
 
-func decodeMeta(d *dec) SessionMeta {
-	return SessionMeta{
+// decodeMeta reads meta as written by the given encoding version.
+func decodeMeta(d *dec, version uint8) SessionMeta {
+	m := SessionMeta{
 		Scenario: d.str(maxNameLen),
 		Host:     d.str(maxNameLen),
 		Label:    d.str(maxNameLen),
 		Started:  d.time(),
 	}
+	if version >= 2 {
+		m.Entity = d.str(maxPathLen)
+		m.Consistency = d.str(maxNameLen)
+		m.JobID = d.uvarint()
+		m.JobName = d.str(maxNameLen)
+		m.ScenarioType = d.str(maxNameLen)
+		m.SourceKind = d.str(maxNameLen)
+	}
+	return m
 }
 
 func encodeManifest(id string, meta SessionMeta, entries []Entry) []byte {
@@ -135,11 +163,12 @@ func decodeManifest(b []byte) (id string, meta SessionMeta, entries []Entry, err
 	if string(d.take(len(manifestMagic))) != manifestMagic {
 		d.fail("bad magic")
 	}
-	if v := d.u8(); d.err == nil && v != manifestVersion {
-		d.fail("version %d not supported", v)
+	version := d.u8()
+	if d.err == nil && (version < 1 || version > manifestVersion) {
+		d.fail("version %d not supported", version)
 	}
 	id = d.str(maxNameLen)
-	meta = decodeMeta(&d)
+	meta = decodeMeta(&d, version)
 	n := d.count(maxEntries, entryMinSize)
 	seen := make(map[string]bool, n)
 	entries = make([]Entry, 0, n)

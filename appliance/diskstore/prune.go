@@ -134,6 +134,14 @@ func (s *Store) liveChunks() (map[ID]bool, error) {
 		if err != nil {
 			return nil, err
 		}
+		if r.lock != nil {
+			// A protected session's chunks are known from its pins; its
+			// manifest is not readable without the password.
+			for _, id := range r.pins {
+				live[id] = true
+			}
+			continue
+		}
 		for _, id := range r.manifest {
 			live[id] = true
 		}

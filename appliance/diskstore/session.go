@@ -3,11 +3,11 @@ package diskstore
 import (
 	"bytes"
 	"crypto/rand"
-	"crypto/sha256"
 	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -18,101 +18,6 @@ import (
 
 	"github.com/holdfast/holdfast/appliance/diskstore/chunker"
 )
-
-// SessionInfo is what the session root says of a committed session.
-type SessionInfo struct {
-	ID        string
-	Meta      SessionMeta
-	Committed time.Time
-	Files     int
-	Dirs      int
-	Symlinks  int
-	Bytes     int64 // content bytes of all files
-	Chunks    int   // content chunks referenced (with repeats)
-	NewChunks int   // chunks this session stored that were not stored before
-}
-
-// The session root (sessions/ID) is one sealed blob of kind session root,
-// bound to its id, whose plaintext is:
-//
-//	"HFDSROOT" | version u8 | session id | meta | committed i64 |
-//	files, dirs, symlinks, bytes, chunks, new chunks uvarint |
-//	manifest length uvarint | manifest chunks uvarint, id [32]...
-//
-// It is written last and atomically: a session is committed exactly when
-// its root file exists.
-const (
-	rootMagic        = "HFDSROOT"
-	rootVersion      = 1
-	maxRootFile      = 64 << 20
-	maxManifestBytes = 16 << 30
-)
-
-type sessionRoot struct {
-	info        SessionInfo
-	manifestLen uint64
-	manifest    []ID
-}
-
-func rootBlobID(id string) ID { return sha256.Sum256([]byte("session root " + id)) }
-
-func (r *sessionRoot) encode() []byte {
-	var e enc
-	e.raw([]byte(rootMagic))
-	e.u8(rootVersion)
-	e.str(r.info.ID)
-	encodeMeta(&e, r.info.Meta)
-	e.time(r.info.Committed)
-	for _, v := range []int64{int64(r.info.Files), int64(r.info.Dirs), int64(r.info.Symlinks), r.info.Bytes, int64(r.info.Chunks), int64(r.info.NewChunks)} {
-		e.uvarint(uint64(v))
-	}
-	e.uvarint(r.manifestLen)
-	e.uvarint(uint64(len(r.manifest)))
-	for _, id := range r.manifest {
-		e.raw(id[:])
-	}
-	return e.b
-}
-
-func decodeSessionRoot(b []byte) (*sessionRoot, error) {
-	d := dec{b: b, what: "session root"}
-	if string(d.take(len(rootMagic))) != rootMagic {
-		d.fail("bad magic")
-	}
-	if v := d.u8(); d.err == nil && v != rootVersion {
-		d.fail("version %d not supported", v)
-	}
-	var r sessionRoot
-	r.info.ID = d.str(maxNameLen)
-	r.info.Meta = decodeMeta(&d)
-	r.info.Committed = d.time()
-	var stats [6]uint64
-	for i := range stats {
-		if stats[i] = d.uvarint(); stats[i] > 1<<62 {
-			d.fail("count %d", stats[i])
-		}
-	}
-	r.info.Files, r.info.Dirs, r.info.Symlinks = int(stats[0]), int(stats[1]), int(stats[2])
-	r.info.Bytes, r.info.Chunks, r.info.NewChunks = int64(stats[3]), int(stats[4]), int(stats[5])
-	if r.manifestLen = d.uvarint(); r.manifestLen > maxManifestBytes {
-		d.fail("manifest length %d", r.manifestLen)
-	}
-	n := d.count(maxEntryChunks, 32)
-	r.manifest = make([]ID, n)
-	for i := range r.manifest {
-		copy(r.manifest[i][:], d.take(32))
-	}
-	if err := d.done(); err != nil {
-		return nil, err
-	}
-	if !validSessionID(r.info.ID) {
-		return nil, corrupt("session root: bad session id %q", r.info.ID)
-	}
-	if r.manifestLen > 0 && n == 0 {
-		return nil, corrupt("session root: manifest of %d bytes in no chunks", r.manifestLen)
-	}
-	return &r, nil
-}
 
 func newSessionID(t time.Time) string {
 	var b [4]byte
@@ -146,11 +51,16 @@ type SessionWriter struct {
 	err      error
 	done     bool
 	chunker  *chunker.Chunker // kept from file to file for its buffer
+	password string           // protects the session when not empty
 }
 
 // BeginSession starts a session. Nothing of it is visible until Commit.
 // The caller must end it with Commit or Abort; while Prune runs it waits.
-func (s *Store) BeginSession(meta SessionMeta) *SessionWriter {
+func (s *Store) BeginSession(meta SessionMeta, opts ...SessionOption) *SessionWriter {
+	var o sessionOptions
+	for _, opt := range opts {
+		opt(&o)
+	}
 	if meta.Started.IsZero() {
 		meta.Started = time.Now()
 	}
@@ -161,7 +71,8 @@ func (s *Store) BeginSession(meta SessionMeta) *SessionWriter {
 	d := s.dropped
 	s.mu.Unlock()
 	id := newSessionID(meta.Started)
-	return &SessionWriter{s: s, id: id, meta: meta, paths: map[string]bool{}, dropped0: d, info: SessionInfo{ID: id, Meta: meta}}
+	return &SessionWriter{s: s, id: id, meta: meta, paths: map[string]bool{}, dropped0: d, password: o.password,
+		info: SessionInfo{ID: id, Meta: meta, Protected: o.password != ""}}
 }
 
 // ID is the session's id, known from the start.
@@ -344,7 +255,18 @@ func (w *SessionWriter) Commit() (SessionInfo, error) {
 		}
 	}
 	man := encodeManifest(w.id, w.meta, w.entries)
-	root := sessionRoot{manifestLen: uint64(len(man))}
+	var root sessionRoot
+	var key []byte
+	if w.password != "" {
+		var err error
+		if root.lock, key, err = w.s.kr.newSessionLock(w.id, w.password, w.s.opts.PasswordIterations); err != nil {
+			return SessionInfo{}, fmt.Errorf("session %s: %w", w.id, err)
+		}
+		// The manifest is stored like any other, but as ciphertext
+		// under the session key: the store's key does not read it.
+		man = sealWith(key, man, w.s.kr.sessionAAD("manifest", w.id, root.lock))
+	}
+	root.manifestLen = uint64(len(man))
 	c, err := chunker.New(bytes.NewReader(man), w.s.kr.gear, w.s.kr.sec.params)
 	if err != nil {
 		return SessionInfo{}, fmt.Errorf("session %s: manifest: %w", w.id, err)
@@ -374,11 +296,30 @@ func (w *SessionWriter) Commit() (SessionInfo, error) {
 	}
 	w.info.Committed = time.Now().UTC()
 	root.info = w.info
+	if key != nil {
+		root.pins = w.pins(root.manifest)
+		w.s.kr.sealPrivate(&root, key)
+	}
 	blob := w.s.kr.seal(kindSessionRoot, rootBlobID(w.id), root.encode())
 	if err := writeFileAtomic(filepath.Join(w.s.dir, "sessions"), w.id, blob); err != nil {
 		return SessionInfo{}, fmt.Errorf("session %s: write root: %w", w.id, err)
 	}
 	return w.info, nil
+}
+
+// pins lists every chunk the session names, sorted and without repeats.
+func (w *SessionWriter) pins(manifest []ID) []ID {
+	set := map[ID]bool{}
+	for _, id := range manifest {
+		set[id] = true
+	}
+	for _, en := range w.entries {
+		for _, id := range en.Chunks {
+			set[id] = true
+		}
+	}
+	out := slices.SortedFunc(maps.Keys(set), func(a, b ID) int { return bytes.Compare(a[:], b[:]) })
+	return out
 }
 
 func (s *Store) readRoot(id string) (*sessionRoot, error) {
@@ -449,10 +390,24 @@ type Session struct {
 }
 
 // OpenSession reads a session's root and manifest, checking every chunk.
+// A protected session fails with ErrPasswordRequired.
 func (s *Store) OpenSession(id string) (*Session, error) {
+	return s.OpenSessionWithPassword(id, "")
+}
+
+// OpenSessionWithPassword opens a session that may be protected. A wrong
+// password fails with an error matching ErrWrongPassword; the password of
+// a session that is not protected is ignored.
+func (s *Store) OpenSessionWithPassword(id, password string) (*Session, error) {
 	r, err := s.readRoot(id)
 	if err != nil {
 		return nil, err
+	}
+	var key []byte
+	if r.lock != nil {
+		if key, err = s.kr.unlock(r, password); err != nil {
+			return nil, err
+		}
 	}
 	var man []byte
 	for i, cid := range r.manifest {
@@ -464,6 +419,11 @@ func (s *Store) OpenSession(id string) (*Session, error) {
 	}
 	if uint64(len(man)) != r.manifestLen {
 		return nil, fmt.Errorf("session %s: %w", id, corrupt("manifest has %d bytes, root says %d", len(man), r.manifestLen))
+	}
+	if key != nil {
+		if man, err = openWith(key, man, s.kr.sessionAAD("manifest", id, r.lock), "manifest"); err != nil {
+			return nil, fmt.Errorf("session %s: %w", id, err)
+		}
 	}
 	mid, _, entries, err := decodeManifest(man)
 	if err != nil {
@@ -559,10 +519,14 @@ type Problem struct {
 	Session string
 	Path    string // empty for the session's root or manifest
 	Offset  int64
+	Chunk   string // a protected session verified without its password: the chunk, not the file
 	Err     error
 }
 
 func (p Problem) String() string {
+	if p.Chunk != "" {
+		return fmt.Sprintf("session %s, chunk %s (protected: give its password to name the file): %v", p.Session, p.Chunk, p.Err)
+	}
 	if p.Path == "" {
 		return fmt.Sprintf("session %s: %v", p.Session, p.Err)
 	}
@@ -571,9 +535,29 @@ func (p Problem) String() string {
 
 // Verify reads back every chunk of a session and checks it (decryption,
 // decompression, id). It returns the problems found; the error is for
-// failures to run the check at all.
+// failures to run the check at all. A protected session is checked chunk
+// by chunk from its pins, without its password: every chunk it names is
+// read and checked, but a problem names the chunk, not the file and offset
+// (VerifyWithPassword names them).
 func (s *Store) Verify(id string) ([]Problem, error) {
-	ss, err := s.OpenSession(id)
+	return s.VerifyWithPassword(id, "")
+}
+
+// VerifyWithPassword is Verify with the password of a protected session,
+// so that problems name file and offset; without one (empty) a protected
+// session is verified chunk by chunk.
+func (s *Store) VerifyWithPassword(id, password string) ([]Problem, error) {
+	r, err := s.readRoot(id)
+	if err != nil {
+		if errors.Is(err, ErrCorrupt) {
+			return []Problem{{Session: id, Err: err}}, nil
+		}
+		return nil, err
+	}
+	if r.lock != nil && password == "" {
+		return s.verifyPins(id, r.pins)
+	}
+	ss, err := s.OpenSessionWithPassword(id, password)
 	if err != nil {
 		if errors.Is(err, ErrCorrupt) {
 			return []Problem{{Session: id, Err: err}}, nil
@@ -604,6 +588,21 @@ func (s *Store) Verify(id string) ([]Problem, error) {
 			if off != en.Size {
 				problems = append(problems, Problem{Session: id, Path: en.Path, Offset: off, Err: corrupt("chunks hold %d bytes, manifest says %d", off, en.Size)})
 			}
+		}
+	}
+	return problems, nil
+}
+
+// verifyPins reads and checks every chunk a protected session pins.
+func (s *Store) verifyPins(id string, pins []ID) ([]Problem, error) {
+	var problems []Problem
+	for _, cid := range pins {
+		// Pins hold content and manifest chunks alike; get accepts either.
+		if _, err := s.get(kindData, cid); err != nil {
+			if !errors.Is(err, ErrCorrupt) {
+				return problems, fmt.Errorf("verify session %s, chunk %s: %w", id, shortID(cid), err)
+			}
+			problems = append(problems, Problem{Session: id, Chunk: shortID(cid), Err: err})
 		}
 	}
 	return problems, nil

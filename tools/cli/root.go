@@ -38,7 +38,7 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	pf.BoolVar(&a.asJSON, "json", false, "print JSON instead of tables")
 	root.CompletionOptions.DisableDefaultCmd = true
 	root.AddCommand(a.scenarioCmd(), a.reportCmd(), a.pluginsCmd(), a.logCmd(), a.messagesCmd(), a.agentCmd(),
-		a.rewindCmd(), a.snapshotCmd(), a.jobCmd(), a.restoreCmd())
+		a.rewindCmd(), a.snapshotCmd(), a.jobCmd(), a.restoreCmd(), a.storeCmd(), a.catalogCmd())
 	root.SetArgs(args)
 	root.SetOut(stdout)
 	root.SetErr(stderr)
