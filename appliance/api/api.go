@@ -18,6 +18,7 @@ import (
 
 	"github.com/holdfast/holdfast/appliance/activity"
 	"github.com/holdfast/holdfast/appliance/catalog"
+	"github.com/holdfast/holdfast/appliance/jobsecrets"
 	"github.com/holdfast/holdfast/appliance/messages"
 	"github.com/holdfast/holdfast/appliance/pluginhost"
 	"github.com/holdfast/holdfast/appliance/scenarios"
@@ -52,6 +53,8 @@ type Server struct {
 	// Jobs and Sessions back the job routes; nil Jobs leaves them out.
 	Jobs     JobQueue
 	Sessions SessionReader
+	// Secrets keeps the passwords of protected backups and restores.
+	Secrets *jobsecrets.Secrets
 	// Rebuild backs POST /api/v1/catalog/rebuild; nil leaves it out.
 	Rebuild  CatalogRebuilder
 	Plugins  Plugins

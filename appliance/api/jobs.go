@@ -75,6 +75,10 @@ type JobRequest struct {
 	// ContinueIfRunning: a restore to the replica goes on when the
 	// scenario cannot be stopped.
 	ContinueIfRunning bool `json:"continue_if_running,omitempty"`
+	// Password protects the sessions a backup writes, or opens the
+	// protected session a restore reads. It is kept in memory only and
+	// never shown.
+	Password string `json:"password,omitempty"`
 }
 
 // JobRun is one run of a job.
@@ -224,9 +228,9 @@ func (s *Server) submitJob(w http.ResponseWriter, r *http.Request) {
 			req.Name += fmt.Sprintf(" and %d more", len(req.Scenarios)-1)
 		}
 	}
-	spec, _ := json.Marshal(backup.Spec{Scenarios: req.Scenarios, Full: req.Full, Multistream: req.Multistream})
-	j, err := s.Jobs.Submit(jobs.Submission{Kind: req.Kind, Name: req.Name, Owner: "admin", ScenarioIDs: ids,
-		Schedule: req.Schedule, Spec: spec, Hold: req.Hold})
+	spec, _ := json.Marshal(backup.Spec{Scenarios: req.Scenarios, Full: req.Full, Multistream: req.Multistream, Protected: req.Password != ""})
+	j, err := s.submit(jobs.Submission{Kind: req.Kind, Name: req.Name, Owner: "admin", ScenarioIDs: ids,
+		Schedule: req.Schedule, Spec: spec, Hold: req.Hold}, req.Password)
 	if err != nil {
 		s.failRecorded(w, r, jobErr(req.Name, err))
 		return
@@ -257,13 +261,39 @@ func (s *Server) submitRestore(w http.ResponseWriter, r *http.Request, req JobRe
 		req.Name = fmt.Sprintf("restore of %s to %s", what, req.Destination)
 	}
 	body, _ := json.Marshal(spec)
-	j, err := s.Jobs.Submit(jobs.Submission{Kind: restorejob.Kind, Name: req.Name, Owner: "admin", ScenarioIDs: ids,
-		Schedule: req.Schedule, Spec: body, Hold: req.Hold})
+	j, err := s.submit(jobs.Submission{Kind: restorejob.Kind, Name: req.Name, Owner: "admin", ScenarioIDs: ids,
+		Schedule: req.Schedule, Spec: body, Hold: req.Hold}, req.Password)
 	if err != nil {
 		s.failRecorded(w, r, jobErr(req.Name, err))
 		return
 	}
 	writeJSON(w, http.StatusCreated, s.jobOut(j, false))
+}
+
+// submit queues a job. A job with a password is submitted held, given its
+// password (in memory only), and then released unless it was asked held,
+// so that it never runs without it.
+func (s *Server) submit(sub jobs.Submission, password string) (jobs.Job, error) {
+	if password == "" {
+		return s.Jobs.Submit(sub)
+	}
+	if s.Secrets == nil {
+		return jobs.Job{}, messages.New(messages.BadRequest, "password: this appliance does not keep job passwords")
+	}
+	hold := sub.Hold
+	sub.Hold = true
+	j, err := s.Jobs.Submit(sub)
+	if err != nil {
+		return j, err
+	}
+	s.Secrets.Set(j.ID, password)
+	if hold {
+		return j, nil
+	}
+	if err := s.Jobs.Release(j.ID); err != nil {
+		return j, err
+	}
+	return s.Jobs.Get(j.ID)
 }
 
 // FileVersion is one backed-up version of a file, or a directory of the

@@ -20,6 +20,7 @@ import (
 	"github.com/holdfast/holdfast/appliance/catalog"
 	"github.com/holdfast/holdfast/appliance/diskstore"
 	"github.com/holdfast/holdfast/appliance/jobs"
+	"github.com/holdfast/holdfast/appliance/jobsecrets"
 	"github.com/holdfast/holdfast/appliance/messages"
 	"github.com/holdfast/holdfast/appliance/recovery"
 )
@@ -39,6 +40,9 @@ type Spec struct {
 	// Multistream runs each scenario as a child job, so that several
 	// scenarios — a host with several of them too — are read side by side.
 	Multistream bool `json:"multistream,omitempty"`
+	// Protected sessions are sealed with a password the operator gave at
+	// submission, which holdfastd keeps in memory only (jobsecrets).
+	Protected bool `json:"protected,omitempty"`
 }
 
 // Images gives consistent images of scenarios: the recovery service.
@@ -65,6 +69,8 @@ type Executor struct {
 	Children jobs.Children
 	// Media names where sessions go, for the end-of-job listing.
 	Media string
+	// Secrets holds the passwords of protected jobs.
+	Secrets *jobsecrets.Secrets
 }
 
 var _ jobs.Executor = (*Executor)(nil)
@@ -88,6 +94,16 @@ func (e *Executor) Run(ctx context.Context, job catalog.Job, progress jobs.Progr
 		return catalog.ResultFailed, fmt.Errorf("backup job %d: its spec names no scenario (%v)", job.ID, err)
 	}
 	ctx = activity.WithJob(ctx, job.ID)
+	var password string
+	if spec.Protected {
+		var ok bool
+		if password, ok = e.Secrets.Get(job.ID); !ok && job.ParentID != 0 {
+			password, ok = e.Secrets.Get(job.ParentID)
+		}
+		if !ok {
+			return catalog.ResultFailed, messages.New(messages.JobPasswordUnknown, job.ID)
+		}
+	}
 	if spec.Multistream && len(spec.Scenarios) > 1 && e.Children != nil && job.ParentID == 0 {
 		return e.multistream(ctx, job, spec, progress)
 	}
@@ -99,7 +115,7 @@ func (e *Executor) Run(ctx context.Context, job catalog.Job, progress jobs.Progr
 		if err := ctx.Err(); err != nil {
 			return catalog.ResultCanceled, err
 		}
-		err := e.scenario(ctx, job, spec, name, &t, &done, &total, progress)
+		err := e.scenario(ctx, job, spec, password, name, &t, &done, &total, progress)
 		if err != nil {
 			if errors.Is(err, context.Canceled) {
 				return catalog.ResultCanceled, err
@@ -159,7 +175,7 @@ func sizeText(n float64) string {
 func (e *Executor) multistream(ctx context.Context, job catalog.Job, spec Spec, progress jobs.Progress) (catalog.JobResult, error) {
 	subs := make([]jobs.Submission, 0, len(spec.Scenarios))
 	for _, name := range spec.Scenarios {
-		child := Spec{Scenarios: []string{name}, Full: spec.Full}
+		child := Spec{Scenarios: []string{name}, Full: spec.Full, Protected: spec.Protected}
 		raw, err := json.Marshal(child)
 		if err != nil {
 			return catalog.ResultFailed, fmt.Errorf("backup job %d: child spec: %w", job.ID, err)
@@ -207,7 +223,7 @@ func (e *Executor) multistream(ctx context.Context, job catalog.Job, spec Spec, 
 }
 
 // scenario backs up one scenario: one session per replicated root.
-func (e *Executor) scenario(ctx context.Context, job catalog.Job, spec Spec, name string, t *tally, done, total *jobs.Counts, progress jobs.Progress) error {
+func (e *Executor) scenario(ctx context.Context, job catalog.Job, spec Spec, password, name string, t *tally, done, total *jobs.Counts, progress jobs.Progress) error {
 	sc, err := e.Catalog.Scenario(name)
 	if err != nil {
 		return fmt.Errorf("scenario %s: %w", name, err)
@@ -234,7 +250,8 @@ func (e *Executor) scenario(ctx context.Context, job catalog.Job, spec Spec, nam
 		info := view.Info()
 		total.Files += info.Files
 		total.Bytes += info.Bytes
-		src := source{scenario: sc, what: "scenario " + sc.Name, host: sc.MasterHost, entity: img.Root, consistency: img.Consistency, from: "snapshot " + img.Snapshot}
+		src := source{scenario: sc, what: "scenario " + sc.Name, host: sc.MasterHost, entity: img.Root, consistency: img.Consistency, from: "snapshot " + img.Snapshot, kind: "scenario"}
+		src.password = password
 		err = e.walk(ctx, job, spec, src, view, t, done, total, progress)
 		if cerr := view.Close(); err == nil && cerr != nil {
 			err = cerr

@@ -25,6 +25,8 @@ type source struct {
 	entity      string           // the master path the session holds
 	consistency string
 	from        string // where it is read: "snapshot ID", "agent HOST"
+	kind        string // diskstore.SessionMeta.SourceKind
+	password    string // protects the session when not empty
 }
 
 // tree is a directory tree read for a session: a snapshot's read-only
@@ -59,21 +61,29 @@ type build struct {
 func (e *Executor) begin(ctx context.Context, job catalog.Job, spec Spec, src source, t *tally, done, total *jobs.Counts, progress jobs.Progress) *build {
 	b := &build{e: e, ctx: ctx, job: job, src: src, started: time.Now().UTC(), t: t, done: done, total: total, progress: progress}
 	if !spec.Full && src.scenario.ID != 0 {
-		b.prev, b.prevID = e.previous(src.scenario, src.entity)
+		b.prev, b.prevID = e.previous(src.scenario, src.entity, src.password)
 	}
-	b.w = e.Store.BeginSession(diskstore.SessionMeta{Scenario: src.scenario.Name, Host: src.host, Label: job.Name, Started: b.started})
+	// The meta makes the session self-describing: the catalog can be
+	// rebuilt from the store alone.
+	meta := diskstore.SessionMeta{Scenario: src.scenario.Name, Host: src.host, Label: job.Name, Started: b.started,
+		Entity: src.entity, Consistency: src.consistency, JobID: job.ID, JobName: job.Name, ScenarioType: src.scenario.Type, SourceKind: src.kind}
+	var opts []diskstore.SessionOption
+	if src.password != "" {
+		opts = append(opts, diskstore.WithSessionPassword(src.password))
+	}
+	b.w = e.Store.BeginSession(meta, opts...)
 	return b
 }
 
 // previous opens the entity's latest stored session, the base of an
 // incremental session; nil when there is none or it cannot be read (the
 // session is then read in full, which is always correct).
-func (e *Executor) previous(sc catalog.Scenario, entity string) (*diskstore.Session, uint64) {
+func (e *Executor) previous(sc catalog.Scenario, entity, password string) (*diskstore.Session, uint64) {
 	last, err := e.Catalog.LatestSession(sc.ID, entity)
 	if err != nil {
 		return nil, 0
 	}
-	prev, err := e.Store.OpenSession(last.Stored)
+	prev, err := e.Store.OpenSessionWithPassword(last.Stored, password)
 	if err != nil {
 		return nil, 0
 	}

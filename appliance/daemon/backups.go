@@ -17,6 +17,7 @@ import (
 	"github.com/holdfast/holdfast/appliance/catalog"
 	"github.com/holdfast/holdfast/appliance/diskstore"
 	"github.com/holdfast/holdfast/appliance/jobs"
+	"github.com/holdfast/holdfast/appliance/jobsecrets"
 	"github.com/holdfast/holdfast/appliance/messages"
 	"github.com/holdfast/holdfast/appliance/recovery"
 	"github.com/holdfast/holdfast/appliance/restorejob"
@@ -87,6 +88,7 @@ type jobDeps struct {
 	scenarios restorejob.Scenarios
 	handlers  recovery.Handlers
 	rules     retention.Rules
+	secrets   *jobsecrets.Secrets
 	log       *activity.Log
 }
 
@@ -111,13 +113,13 @@ func granular(h recovery.Handlers) func(ctx context.Context, typ string) (bool, 
 func startJobs(ctx context.Context, d jobDeps, logger *slog.Logger) (*jobs.Queue, func(), error) {
 	log := d.log
 	// The backup executor gets the queue for its child jobs once it is open.
-	backups := &backup.Executor{Images: d.images, Store: d.store, Catalog: d.cat, Rec: log, Media: "disk store " + d.storePath}
+	backups := &backup.Executor{Images: d.images, Store: d.store, Catalog: d.cat, Rec: log, Media: "disk store " + d.storePath, Secrets: d.secrets}
 	q, err := jobs.Open(jobs.Config{
 		Catalog: d.cat,
 		Executors: map[string]jobs.Executor{
 			backup.Kind: backups,
 			restorejob.Kind: &restorejob.Executor{Store: d.store, Catalog: d.cat, Rec: log, Local: d.local,
-				Agents: d.agents, Scenarios: d.scenarios, Granular: granular(d.handlers)},
+				Agents: d.agents, Scenarios: d.scenarios, Granular: granular(d.handlers), Secrets: d.secrets},
 			verifyjob.Kind: &verifyjob.Executor{Store: d.store, Catalog: d.cat, Rec: log},
 			retention.Kind: &retention.Executor{Store: d.store, Catalog: d.cat, Rules: d.rules, Rec: log},
 		},

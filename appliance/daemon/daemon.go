@@ -24,6 +24,7 @@ import (
 	"github.com/holdfast/holdfast/appliance/catalog"
 	"github.com/holdfast/holdfast/appliance/catalogrebuild"
 	"github.com/holdfast/holdfast/appliance/config"
+	"github.com/holdfast/holdfast/appliance/jobsecrets"
 	"github.com/holdfast/holdfast/appliance/messages"
 	"github.com/holdfast/holdfast/appliance/pki"
 	"github.com/holdfast/holdfast/appliance/pluginhost"
@@ -178,8 +179,9 @@ func Run(ctx context.Context, cfg config.Config, opts Options, logger *slog.Logg
 	}
 	defer store.Close()
 	localHost := func(h string) bool { return slices.Contains([]string{"localhost", cfg.HostName, self}, h) }
+	secrets := &jobsecrets.Secrets{}
 	queue, stopJobs, err := startJobs(ctx, jobDeps{cat: cat, images: rec, store: store, storePath: filepath.Join(cfg.DataDir, StoreDir),
-		local: localHost, agents: tasks, scenarios: runs, handlers: plugins, log: log,
+		local: localHost, agents: tasks, scenarios: runs, handlers: plugins, log: log, secrets: secrets,
 		rules: retention.Rules{KeepLast: cfg.Store.KeepLast, KeepDays: cfg.Store.KeepDays}}, logger)
 	if err != nil {
 		e := messages.New(messages.DataDirUnusable, cfg.DataDir, err)
@@ -188,6 +190,7 @@ func Run(ctx context.Context, cfg config.Config, opts Options, logger *slog.Logg
 	}
 	defer stopJobs()
 	srv.Jobs = queue
+	srv.Secrets = secrets
 	srv.Sessions = cat
 	srv.Rebuild = &catalogrebuild.Rebuilder{Store: store, Catalog: cat, Rec: log}
 	ensurePruneJob(queue, cfg.Store.PruneSchedule, logger)

@@ -12,21 +12,6 @@ import (
 	"github.com/holdfast/holdfast/appliance/api"
 )
 
-// waitJob polls a job until it is done.
-func (d *testDaemon) waitJob(t *testing.T, id uint64) api.Job {
-	t.Helper()
-	var j api.Job
-	deadline := time.Now().Add(90 * time.Second) // a hang guard
-	for j.State != "done" {
-		if time.Now().After(deadline) {
-			t.Fatalf("job %d still %s after 90 s: %+v", id, j.State, j)
-		}
-		time.Sleep(100 * time.Millisecond)
-		d.getJSON(t, &j, "job", "show", strconv.FormatUint(id, 10))
-	}
-	return j
-}
-
 // TestRestoreDestinationsThroughCLI backs a scenario up twice and restores
 // by tree as it stood after the first backup, lists a file's versions,
 // restores a session into a folder on an enrolled agent (a real
@@ -120,5 +105,35 @@ func TestRestoreDestinationsThroughCLI(t *testing.T) {
 	}
 	if _, errOut, code := d.cli(t, "restore", "run", "--tree", "nohost", "--to", alt); code == 0 || !strings.Contains(errOut, "HOST:/PATH") {
 		t.Fatalf("--tree without a host: exit %d %q", code, errOut)
+	}
+	pwFile := filepath.Join(t.TempDir(), "pw")
+	if err := os.WriteFile(pwFile, []byte("s3cret\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, errOut, code := d.cli(t, "scenario", "run", "rs"); code != 0 {
+		t.Fatal(errOut)
+	}
+	d.waitState(t, "rs", "running")
+	d.waitIdentical(t, "rs")
+	// A backup protected with a password: its session is protected, and the
+	// next incremental backup with the same password reads from it.
+	var bj api.Job
+	d.getJSON(t, &bj, "job", "submit", "--scenario", "rs", "--password-file", pwFile)
+	if bj = d.waitJob(t, bj.ID); bj.Result != "completed" || len(bj.Sessions) != 1 {
+		t.Fatalf("protected backup = %+v", bj)
+	}
+	d.getJSON(t, &rj, "restore", "run", "--session", strconv.FormatUint(bj.Sessions[0].ID, 10), "--to", t.TempDir())
+	if rj = d.waitJob(t, rj.ID); rj.Result != "failed" {
+		t.Fatalf("restore of the protected backup without its password = %+v", rj)
+	}
+	// After a restart holdfastd no longer knows the password: a rerun
+	// fails saying so.
+	d.stop(t)
+	d = startDaemonWith(t, d.data, Options{AgentTasks: func(*agenttasks.Hub) {}}, pluginsDir)
+	if _, errOut, code := d.cli(t, "job", "rerun", strconv.FormatUint(bj.ID, 10)); code != 0 {
+		t.Fatal(errOut)
+	}
+	if bj = d.waitJob(t, bj.ID); bj.Result != "failed" || !strings.Contains(bj.Runs[len(bj.Runs)-1].Reason, "HF-E5031") {
+		t.Fatalf("rerun of a protected backup after a restart = %+v", bj.Runs)
 	}
 }

@@ -160,4 +160,26 @@ func TestCatalogRebuildThenRestore(t *testing.T) {
 	if msg := d.logText(t, "HF-E5022"); !strings.Contains(msg, "protected by a password") {
 		t.Fatalf("the failure does not say why: %q", msg)
 	}
+	// A wrong password is refused with a clear error; the right one restores.
+	wrongFile := filepath.Join(t.TempDir(), "wrong")
+	os.WriteFile(wrongFile, []byte("guess\n"), 0o600)
+	d.getJSON(t, &rj, "restore", "run", "--session", strconv.FormatUint(found[0].Session, 10), "--to", t.TempDir(), "--password-file", wrongFile)
+	if rj = d.waitJob(t, rj.ID); rj.Result != "failed" || !strings.Contains(rj.Runs[0].Reason, "password") {
+		t.Fatalf("restore of a protected session with a wrong password = %+v", rj)
+	}
+	if strings.Contains(rj.Runs[0].Reason, "guess") {
+		t.Fatalf("the failure shows the password: %q", rj.Runs[0].Reason)
+	}
+	dest := t.TempDir()
+	d.getJSON(t, &rj, "restore", "run", "--session", strconv.FormatUint(found[0].Session, 10), "--to", dest, "--password-file", pwFile)
+	if rj = d.waitJob(t, rj.ID); rj.Result != "completed" {
+		t.Fatalf("restore of a protected session with its password = %+v", rj)
+	}
+	if b, err := os.ReadFile(filepath.Join(dest, "secret.txt")); err != nil || string(b) != "hush" {
+		t.Fatalf("secret.txt restored = %q, %v", b, err)
+	}
+	if out, _, _ := d.cli(t, "--json", "job", "show", strconv.FormatUint(rj.ID, 10)); strings.Contains(out, "s3cret") {
+		t.Fatalf("job show reveals the password: %s", out)
+	}
+
 }

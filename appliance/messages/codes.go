@@ -107,6 +107,7 @@ const (
 	BackupChildren          Code = "HF-I5028"
 	BackupSourceFailed      Code = "HF-E5029"
 	BackupSourceUnreadable  Code = "HF-W5030"
+	JobPasswordUnknown      Code = "HF-E5031"
 	// Agent data tasks (appliance/agenttasks): restores to an agent and
 	// reads of an agent's directory.
 	TaskNotPickedUp     Code = "HF-E5050"
@@ -353,6 +354,9 @@ func init() {
 		Message{BackupSourceUnreadable, catalog.Warning, "backup", "backup of %s in job %d: %s could not be read: %v",
 			"An entry of the folder could not be read (permissions, or it changed while it was read); the rest of the session was saved and the job ends incomplete.",
 			"Check the entry on its host, then rerun the job.", ""},
+		Message{JobPasswordUnknown, sev, "jobs", "job %d needs the session password given when it was submitted, and holdfastd no longer knows it",
+			"Passwords are kept in memory only, never in the catalog; holdfastd restarted since the job was submitted.",
+			"Submit the job again with its password (--password-file).", ""},
 		Message{JobUnknown, sev, "jobs", "no job %s",
 			"The job number is wrong, or the job was deleted.",
 			"List the jobs with 'holdfast job list'.", ""},

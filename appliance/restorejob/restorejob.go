@@ -34,6 +34,7 @@ import (
 	"github.com/holdfast/holdfast/appliance/catalog"
 	"github.com/holdfast/holdfast/appliance/diskstore"
 	"github.com/holdfast/holdfast/appliance/jobs"
+	"github.com/holdfast/holdfast/appliance/jobsecrets"
 	"github.com/holdfast/holdfast/appliance/messages"
 	"github.com/holdfast/holdfast/appliance/runner"
 )
@@ -72,6 +73,8 @@ type Executor struct {
 	// Granular reports whether a scenario type's entities restore file by
 	// file (File Server) or whole only (databases, mail stores).
 	Granular func(ctx context.Context, scenarioType string) (bool, error)
+	// Secrets holds the session passwords restores were submitted with.
+	Secrets *jobsecrets.Secrets
 }
 
 var _ jobs.Executor = (*Executor)(nil)
@@ -114,7 +117,8 @@ func (e *Executor) Run(ctx context.Context, job catalog.Job, progress jobs.Progr
 		return catalog.ResultFailed, fmt.Errorf("restore job %d: %w", job.ID, err)
 	}
 	start := time.Now()
-	parts, err := e.plan(ctx, spec)
+	password, _ := e.Secrets.Get(job.ID)
+	parts, err := e.plan(ctx, spec, password)
 	if err != nil {
 		return catalog.ResultFailed, err
 	}
@@ -196,9 +200,9 @@ func asOfText(t time.Time) string {
 }
 
 // plan finds the sessions to read and what to take from each.
-func (e *Executor) plan(ctx context.Context, spec Spec) ([]part, error) {
+func (e *Executor) plan(ctx context.Context, spec Spec, password string) ([]part, error) {
 	if spec.Tree == nil {
-		p, err := e.part(spec.Session)
+		p, err := e.part(spec.Session, password)
 		if err != nil {
 			return nil, err
 		}
@@ -214,14 +218,14 @@ func (e *Executor) plan(ctx context.Context, spec Spec) ([]part, error) {
 		}
 		return []part{p}, nil
 	}
-	return e.planTree(ctx, *spec.Tree)
+	return e.planTree(ctx, *spec.Tree, password)
 }
 
 // planTree picks every file's newest version at or before the tree's
 // time, and groups the picks by session. Directories that lead to a
 // picked file are taken from the same session, so their metadata comes
 // along; sessions are written oldest first, so the newest wins.
-func (e *Executor) planTree(ctx context.Context, tr Tree) ([]part, error) {
+func (e *Executor) planTree(ctx context.Context, tr Tree, password string) ([]part, error) {
 	sessions := map[uint64]catalog.Session{}
 	chosen := map[uint64][]string{} // session -> files
 	last := ""
@@ -258,7 +262,7 @@ func (e *Executor) planTree(ctx context.Context, tr Tree) ([]part, error) {
 	sort.Slice(ids, func(i, j int) bool { return ids[i] < ids[j] })
 	var parts []part
 	for _, id := range ids {
-		p, err := e.part(id)
+		p, err := e.part(id, password)
 		if err != nil {
 			return nil, err
 		}
@@ -278,8 +282,8 @@ func (e *Executor) planTree(ctx context.Context, tr Tree) ([]part, error) {
 	return parts, nil
 }
 
-// part opens one session.
-func (e *Executor) part(id uint64) (part, error) {
+// part opens one session; password opens a protected one.
+func (e *Executor) part(id uint64, password string) (part, error) {
 	sess, err := e.Catalog.Session(id)
 	if err != nil {
 		return part{}, fmt.Errorf("session %d: %w", id, err)
@@ -293,7 +297,7 @@ func (e *Executor) part(id uint64) (part, error) {
 			return part{}, fmt.Errorf("scenario of session %d: %w", id, err)
 		}
 	}
-	if p.stored, err = e.Store.OpenSession(sess.Stored); err != nil {
+	if p.stored, err = e.Store.OpenSessionWithPassword(sess.Stored, password); err != nil {
 		return part{}, fmt.Errorf("open stored session %s: %w", sess.Stored, err)
 	}
 	return p, nil

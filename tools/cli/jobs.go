@@ -16,11 +16,19 @@ import (
 func (a *app) jobCmd() *cobra.Command {
 	cmd := &cobra.Command{Use: "job", Short: "Backup jobs: submit, list, show, hold, release, cancel, rerun, delete"}
 	var req api.JobRequest
+	var passwordFile string
 	submit := &cobra.Command{
-		Use:   "submit --scenario NAME [--scenario NAME...] [--schedule S] [--name N] [--hold]",
+		Use:   "submit --scenario NAME [--scenario NAME...] [--schedule S] [--name N] [--hold] [--full] [--multistream] [--password-file F]",
 		Short: "Queue a backup of scenarios, from a consistent replica snapshot, to the disk store",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if passwordFile != "" {
+				p, err := readPassword(passwordFile, cmd.InOrStdin())
+				if err != nil {
+					return err
+				}
+				req.Password = p
+			}
 			var out api.Job
 			return a.show(cmd.Context(), "POST", "/api/v1/jobs", req, &out, func(w *tabwriter.Writer) {
 				fmt.Fprintf(w, "Job %d (%s) queued: %s, next run %s.\n", out.ID, out.Name, out.State, whenText(out.NextRun))
@@ -32,6 +40,9 @@ func (a *app) jobCmd() *cobra.Command {
 	f.StringVar(&req.Schedule, "schedule", "", `when: now (default), "once 2026-12-01 22:00", "every 6h", "mon-fri 01:30"`)
 	f.StringVar(&req.Name, "name", "", "job name (default: backup of SCENARIO)")
 	f.BoolVar(&req.Hold, "hold", false, "queue the job on hold")
+	f.BoolVar(&req.Full, "full", false, "read every file, even those unchanged since the previous session")
+	f.BoolVar(&req.Multistream, "multistream", false, "run each scenario as a child job, side by side")
+	f.StringVar(&passwordFile, "password-file", "", `protect the sessions with the password on this file's first line ("-": standard input); kept in memory only, so it must be given again after holdfastd restarts`)
 	cmd.AddCommand(submit)
 
 	var state string

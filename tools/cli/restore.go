@@ -83,13 +83,20 @@ func (a *app) restoreCmd() *cobra.Command {
 		},
 	})
 	var req api.JobRequest
-	var tree, asOf string
+	var tree, asOf, passwordFile string
 	run := &cobra.Command{
 		Use:   "run (--session N [--path P...] | --tree HOST:/PATH [--as-of TIME]) --to original|replica|DIR|HOST:DIR [--policy overwrite|skip|rename|newer]",
 		Short: "Queue a restore of a session, files of it, or a tree as it stood, to the master, the replica, a folder here or a folder on an agent",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			req.Kind = "restore"
+			if passwordFile != "" {
+				p, err := readPassword(passwordFile, cmd.InOrStdin())
+				if err != nil {
+					return err
+				}
+				req.Password = p
+			}
 			if tree != "" {
 				host, p, ok := strings.Cut(tree, ":")
 				if !ok || host == "" || !strings.HasPrefix(p, "/") {
@@ -119,6 +126,7 @@ func (a *app) restoreCmd() *cobra.Command {
 	f.StringVar(&asOf, "as-of", "", `with --tree: the versions backed up by this time ("2026-11-25 14:00" local, or RFC 3339)`)
 	f.StringVar(&req.Destination, "to", "", `"original" (where the files were on the master), "replica" (the scenario's replicas; the scenario is stopped first), an absolute folder here, or HOST:/folder on an enrolled agent`)
 	f.StringVar(&req.Policy, "policy", "", "when the destination has the file: overwrite (default), skip, rename or newer")
+	f.StringVar(&passwordFile, "password-file", "", `the password of a protected session, on this file's first line ("-": standard input)`)
 	f.BoolVar(&req.ContinueIfRunning, "continue-if-running", false, "with --to replica: go on even when the scenario cannot be stopped")
 	cmd.AddCommand(run)
 	return cmd
