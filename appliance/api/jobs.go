@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"path"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -63,6 +64,9 @@ type JobRequest struct {
 	// child job.
 	Full        bool `json:"full,omitempty"`
 	Multistream bool `json:"multistream,omitempty"`
+	// Directories are folders outside scenarios to back up beside them:
+	// HOST:/PATH on an enrolled agent or on this appliance.
+	Directories []string `json:"directories,omitempty"`
 	// Restore: the session, the master paths in it (none: all), where to
 	// ("original" or an absolute folder) and the overwrite policy.
 	Session     uint64   `json:"session,omitempty"`
@@ -209,9 +213,18 @@ func (s *Server) submitJob(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, messages.New(messages.BadRequest, fmt.Sprintf("kind: %q; use backup or restore", req.Kind)), 0)
 		return
 	}
-	if len(req.Scenarios) == 0 {
-		s.fail(w, r, messages.New(messages.BadRequest, "scenarios: missing: name at least one scenario to back up"), 0)
+	if len(req.Scenarios)+len(req.Directories) == 0 {
+		s.fail(w, r, messages.New(messages.BadRequest, "scenarios: missing: name at least one scenario or directory to back up"), 0)
 		return
+	}
+	var dirs []backup.Directory
+	for _, d := range req.Directories {
+		dir, err := backup.ParseDirectory(d)
+		if err != nil {
+			s.fail(w, r, messages.New(messages.BadRequest, err.Error()), 0)
+			return
+		}
+		dirs = append(dirs, dir)
 	}
 	var ids []uint64
 	for _, name := range req.Scenarios {
@@ -223,12 +236,13 @@ func (s *Server) submitJob(w http.ResponseWriter, r *http.Request) {
 		ids = append(ids, sc.ID)
 	}
 	if req.Name == "" {
-		req.Name = "backup of " + req.Scenarios[0]
-		if len(req.Scenarios) > 1 {
-			req.Name += fmt.Sprintf(" and %d more", len(req.Scenarios)-1)
+		names := append(slices.Clone(req.Scenarios), req.Directories...)
+		req.Name = "backup of " + names[0]
+		if len(names) > 1 {
+			req.Name += fmt.Sprintf(" and %d more", len(names)-1)
 		}
 	}
-	spec, _ := json.Marshal(backup.Spec{Scenarios: req.Scenarios, Full: req.Full, Multistream: req.Multistream, Protected: req.Password != ""})
+	spec, _ := json.Marshal(backup.Spec{Scenarios: req.Scenarios, Directories: dirs, Full: req.Full, Multistream: req.Multistream, Protected: req.Password != ""})
 	j, err := s.submit(jobs.Submission{Kind: req.Kind, Name: req.Name, Owner: "admin", ScenarioIDs: ids,
 		Schedule: req.Schedule, Spec: spec, Hold: req.Hold}, req.Password)
 	if err != nil {

@@ -31,6 +31,8 @@ const Kind = "backup"
 // Spec is a backup job's payload.
 type Spec struct {
 	Scenarios []string `json:"scenarios"`
+	// Directories are sources outside scenarios, backed up beside them.
+	Directories []Directory `json:"directories,omitempty"`
 	// Full reads every file. Otherwise a file whose size, mode and
 	// modification time match its entry in the entity's previous session
 	// is recorded from that entry without being read (as restic does with
@@ -71,6 +73,10 @@ type Executor struct {
 	Media string
 	// Secrets holds the passwords of protected jobs.
 	Secrets *jobsecrets.Secrets
+	// Agents reads directories of enrolled agents; Local says which host
+	// names mean this appliance.
+	Agents Reader
+	Local  func(host string) bool
 }
 
 var _ jobs.Executor = (*Executor)(nil)
@@ -90,9 +96,10 @@ type tally struct {
 // Failed when nothing was saved.
 func (e *Executor) Run(ctx context.Context, job catalog.Job, progress jobs.Progress) (catalog.JobResult, error) {
 	var spec Spec
-	if err := json.Unmarshal(job.Spec, &spec); err != nil || len(spec.Scenarios) == 0 {
-		return catalog.ResultFailed, fmt.Errorf("backup job %d: its spec names no scenario (%v)", job.ID, err)
+	if err := json.Unmarshal(job.Spec, &spec); err != nil || len(spec.Scenarios)+len(spec.Directories) == 0 {
+		return catalog.ResultFailed, fmt.Errorf("backup job %d: its spec names no scenario or directory (%v)", job.ID, err)
 	}
+	units := len(spec.Scenarios) + len(spec.Directories)
 	ctx = activity.WithJob(ctx, job.ID)
 	var password string
 	if spec.Protected {
@@ -104,7 +111,7 @@ func (e *Executor) Run(ctx context.Context, job catalog.Job, progress jobs.Progr
 			return catalog.ResultFailed, messages.New(messages.JobPasswordUnknown, job.ID)
 		}
 	}
-	if spec.Multistream && len(spec.Scenarios) > 1 && e.Children != nil && job.ParentID == 0 {
+	if spec.Multistream && units > 1 && e.Children != nil && job.ParentID == 0 {
 		return e.multistream(ctx, job, spec, progress)
 	}
 	start := time.Now()
@@ -127,17 +134,30 @@ func (e *Executor) Run(ctx context.Context, job catalog.Job, progress jobs.Progr
 		}
 		t.scenarios++
 	}
+	for _, d := range spec.Directories {
+		if err := ctx.Err(); err != nil {
+			return catalog.ResultCanceled, err
+		}
+		if err := e.directory(ctx, job, spec, password, d, &t, &done, &total, progress); err != nil {
+			if errors.Is(err, context.Canceled) {
+				return catalog.ResultCanceled, err
+			}
+			failed++
+			t.errors++
+			e.Rec.Record(ctx, messages.BackupSourceFailed, d.String(), job.ID, err)
+		}
+	}
 	result := catalog.ResultCompleted
 	switch {
-	case failed == len(spec.Scenarios):
+	case failed == units:
 		result = catalog.ResultFailed
 	case t.errors > 0:
 		result = catalog.ResultIncomplete
 	}
 	elapsed := time.Since(start)
 	e.Rec.Record(ctx, messages.BackupSummary, job.ID, t.listing(len(spec.Scenarios), e.Media, elapsed))
-	summary := fmt.Sprintf("%d of %d scenarios, %d sessions, %d directories, %d files, %d bytes in %s, %d errors",
-		t.scenarios, len(spec.Scenarios), t.sessions, t.dirs, t.files, t.bytes, elapsed.Round(time.Millisecond), t.errors)
+	summary := fmt.Sprintf("%d of %d sources, %d sessions, %d directories, %d files, %d bytes in %s, %d errors",
+		units-failed, units, t.sessions, t.dirs, t.files, t.bytes, elapsed.Round(time.Millisecond), t.errors)
 	if result == catalog.ResultFailed {
 		return result, errors.New(summary)
 	}
@@ -186,6 +206,13 @@ func (e *Executor) multistream(ctx context.Context, job catalog.Job, spec Spec, 
 		}
 		subs = append(subs, jobs.Submission{Kind: Kind, Name: job.Name + " / " + name, Owner: job.Owner, ScenarioIDs: ids, Spec: raw})
 	}
+	for _, d := range spec.Directories {
+		raw, err := json.Marshal(Spec{Directories: []Directory{d}, Full: spec.Full, Protected: spec.Protected})
+		if err != nil {
+			return catalog.ResultFailed, fmt.Errorf("backup job %d: child spec: %w", job.ID, err)
+		}
+		subs = append(subs, jobs.Submission{Kind: Kind, Name: job.Name + " / " + d.String(), Owner: job.Owner, Spec: raw})
+	}
 	kids, err := e.Children.SubmitChildren(job.ID, subs)
 	if err != nil {
 		return catalog.ResultFailed, err
@@ -194,7 +221,7 @@ func (e *Executor) multistream(ctx context.Context, job catalog.Job, spec Spec, 
 	names := make([]string, len(kids))
 	for i, k := range kids {
 		ids[i] = k.ID
-		names[i] = fmt.Sprintf("%d (%s)", k.ID, spec.Scenarios[i])
+		names[i] = fmt.Sprintf("%d (%s)", k.ID, strings.TrimPrefix(k.Name, job.Name+" / "))
 	}
 	e.Rec.Record(ctx, messages.BackupChildren, job.ID, len(kids), strings.Join(names, ", "))
 	kids, err = e.Children.WaitChildren(ctx, job.ID, ids, progress.Set)
@@ -263,4 +290,3 @@ func (e *Executor) scenario(ctx context.Context, job catalog.Job, spec Spec, pas
 	}
 	return nil
 }
-

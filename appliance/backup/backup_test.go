@@ -295,3 +295,76 @@ func TestMultistreamRunsOneChildJobPerScenario(t *testing.T) {
 		t.Errorf("no %s in the log: %q", messages.BackupChildren, f.rec.lines)
 	}
 }
+
+// TestLocalDirectorySource backs up a folder of this appliance outside
+// any scenario: a live session under the folder's own path, with no
+// scenario, and the job fails when the folder does not exist.
+func TestLocalDirectorySource(t *testing.T) {
+	f := newFixture(t)
+	f.exec.Local = func(h string) bool { return h == "localhost" }
+	dir := t.TempDir()
+	write(t, filepath.Join(dir, "etc", "holdfast.toml"), "listen = 1", time.Now())
+	if err := os.Symlink("etc/holdfast.toml", filepath.Join(dir, "current")); err != nil {
+		t.Fatal(err)
+	}
+	job, res := f.run(t, Spec{Directories: []Directory{{Host: "localhost", Path: dir}}})
+	if res != catalog.ResultCompleted {
+		t.Fatalf("backup of %s: %s %q", dir, res, f.rec.lines)
+	}
+	ss, err := f.cat.SessionsOfJob(job.ID)
+	if err != nil || len(ss) != 1 {
+		t.Fatalf("sessions = %+v, %v", ss, err)
+	}
+	if s := ss[0]; s.ScenarioID != 0 || s.Entity != dir || s.MasterHost != "localhost" || s.Consistency != Live || s.Files != 1 {
+		t.Fatalf("session = %+v", s)
+	}
+	got, info := f.storedTree(t, job)
+	if got[filepath.Join(dir, "etc", "holdfast.toml")] != "listen = 1" || info.Symlinks != 1 || info.Meta.SourceKind != "directory" {
+		t.Fatalf("stored %v, %+v", got, info)
+	}
+
+	raw, _ := json.Marshal(Spec{Directories: []Directory{{Host: "localhost", Path: filepath.Join(dir, "missing")}}})
+	missing, err := f.cat.CreateJob(catalog.Job{Kind: Kind, Name: "missing", Spec: raw})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res, err := f.exec.Run(context.Background(), missing, progressSink{}); res != catalog.ResultFailed || err == nil {
+		t.Fatalf("backup of a missing folder: %s, %v", res, err)
+	}
+	if len(f.rec.find(messages.BackupSourceFailed)) != 1 {
+		t.Errorf("no %s: %q", messages.BackupSourceFailed, f.rec.lines)
+	}
+	// Without an agent hub, another host's folder cannot be read.
+	raw, _ = json.Marshal(Spec{Directories: []Directory{{Host: "branch9", Path: "/srv"}}})
+	remote, _ := f.cat.CreateJob(catalog.Job{Kind: Kind, Name: "remote", Spec: raw})
+	if _, err := f.exec.Run(context.Background(), remote, progressSink{}); err == nil || !strings.Contains(err.Error(), "0 of 1 sources") {
+		t.Fatalf("backup of an agent's folder without a hub: %v", err)
+	}
+	if l := f.rec.find(messages.BackupSourceFailed); len(l) != 2 || !strings.Contains(l[1], "cannot reach agents") {
+		t.Errorf("the failure does not say why: %q", l)
+	}
+}
+
+func TestParseDirectory(t *testing.T) {
+	for _, tt := range []struct {
+		in, want string
+	}{
+		{"branch1:/srv/share", "branch1:/srv/share"},
+		{"branch1:/srv/share/../x/", "branch1:/srv/x"},
+		{"branch1:srv", ""},
+		{":/srv", ""},
+		{"/srv", ""},
+		{"a b:/srv", ""},
+	} {
+		d, err := ParseDirectory(tt.in)
+		if tt.want == "" {
+			if err == nil {
+				t.Errorf("ParseDirectory(%q) = %v, want an error", tt.in, d)
+			}
+			continue
+		}
+		if err != nil || d.String() != tt.want {
+			t.Errorf("ParseDirectory(%q) = %v, %v; want %s", tt.in, d, err, tt.want)
+		}
+	}
+}

@@ -117,8 +117,15 @@ func (b *build) file(hdr diskstore.FileHeader, size int64, open func() (io.ReadC
 		b.unreadable(hdr.Path, err)
 		return nil
 	}
-	err = b.w.AddFile(hdr, r)
+	src := &sourceReader{r: r}
+	err = b.w.AddFile(hdr, src)
 	r.Close()
+	if err != nil && src.err != nil {
+		// The source failed half-way, not the store: the file is left out
+		// and the session goes on.
+		b.unreadable(hdr.Path, err)
+		return nil
+	}
 	if err != nil {
 		return err
 	}
@@ -229,4 +236,19 @@ func (e *Executor) walk(ctx context.Context, job catalog.Job, spec Spec, src sou
 		return fmt.Errorf("back up %s from %s: %w", src.entity, src.from, walkErr)
 	}
 	return b.finish()
+}
+
+// sourceReader remembers its reader's failure, to tell it from the
+// store's.
+type sourceReader struct {
+	r   io.Reader
+	err error
+}
+
+func (s *sourceReader) Read(p []byte) (int, error) {
+	n, err := s.r.Read(p)
+	if err != nil && err != io.EOF {
+		s.err = err
+	}
+	return n, err
 }

@@ -85,6 +85,7 @@ type jobDeps struct {
 	storePath string
 	local     func(host string) bool
 	agents    restorejob.Agents
+	readers   backup.Reader
 	scenarios restorejob.Scenarios
 	handlers  recovery.Handlers
 	rules     retention.Rules
@@ -113,7 +114,8 @@ func granular(h recovery.Handlers) func(ctx context.Context, typ string) (bool, 
 func startJobs(ctx context.Context, d jobDeps, logger *slog.Logger) (*jobs.Queue, func(), error) {
 	log := d.log
 	// The backup executor gets the queue for its child jobs once it is open.
-	backups := &backup.Executor{Images: d.images, Store: d.store, Catalog: d.cat, Rec: log, Media: "disk store " + d.storePath, Secrets: d.secrets}
+	backups := &backup.Executor{Images: d.images, Store: d.store, Catalog: d.cat, Rec: log, Media: "disk store " + d.storePath, Secrets: d.secrets,
+		Agents: d.readers, Local: d.local}
 	q, err := jobs.Open(jobs.Config{
 		Catalog: d.cat,
 		Executors: map[string]jobs.Executor{

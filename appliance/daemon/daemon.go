@@ -181,7 +181,7 @@ func Run(ctx context.Context, cfg config.Config, opts Options, logger *slog.Logg
 	localHost := func(h string) bool { return slices.Contains([]string{"localhost", cfg.HostName, self}, h) }
 	secrets := &jobsecrets.Secrets{}
 	queue, stopJobs, err := startJobs(ctx, jobDeps{cat: cat, images: rec, store: store, storePath: filepath.Join(cfg.DataDir, StoreDir),
-		local: localHost, agents: tasks, scenarios: runs, handlers: plugins, log: log, secrets: secrets,
+		local: localHost, agents: tasks, readers: tasks, scenarios: runs, handlers: plugins, log: log, secrets: secrets,
 		rules: retention.Rules{KeepLast: cfg.Store.KeepLast, KeepDays: cfg.Store.KeepDays}}, logger)
 	if err != nil {
 		e := messages.New(messages.DataDirUnusable, cfg.DataDir, err)

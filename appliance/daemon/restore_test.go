@@ -82,6 +82,41 @@ func TestRestoreDestinationsThroughCLI(t *testing.T) {
 		t.Fatalf("a.txt on the agent = %q, %v", b, err)
 	}
 
+	// A folder of the agent, outside any scenario, is backed up beside the
+	// scenario, and a file deleted there is restored to its original place
+	// on that host.
+	share := filepath.Join(t.TempDir(), "share")
+	if err := os.MkdirAll(filepath.Join(share, "reports"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(share, "reports", "q3.txt"), []byte("quarter three"), 0o640); err != nil {
+		t.Fatal(err)
+	}
+	var dj api.Job
+	d.getJSON(t, &dj, "job", "submit", "--dir", "branch1:"+share, "--scenario", "rs", "--multistream")
+	if dj = d.waitJob(t, dj.ID); dj.Result != "completed" {
+		out, _, _ := d.cli(t, "log", "--limit", "8")
+		t.Fatalf("backup of a scenario and an agent's folder = %+v\n%s", dj, out)
+	}
+	var found []api.FileFound
+	d.getJSON(t, &found, "restore", "find", "q3.txt")
+	if len(found) != 1 || found[0].Host != "branch1" || found[0].Path != filepath.Join(share, "reports", "q3.txt") {
+		t.Fatalf("find q3.txt = %+v", found)
+	}
+	if err := os.Remove(filepath.Join(share, "reports", "q3.txt")); err != nil {
+		t.Fatal(err)
+	}
+	d.getJSON(t, &rj, "restore", "run", "--session", strconv.FormatUint(found[0].Session, 10), "--to", "original")
+	if rj = d.waitJob(t, rj.ID); rj.Result != "completed" {
+		t.Fatalf("restore to the agent's original location = %+v", rj)
+	}
+	if b, err := os.ReadFile(filepath.Join(share, "reports", "q3.txt")); err != nil || string(b) != "quarter three" {
+		t.Fatalf("q3.txt back on the agent = %q, %v", b, err)
+	}
+	if !d.logHas(t, "HF-I5028") {
+		t.Error("the multistream job did not log its child jobs")
+	}
+
 	// To the replica: the scenario is stopped first and stays stopped.
 	if err := os.WriteFile(filepath.Join(root, "docs", "a.txt"), []byte("ransomware was here"), 0o644); err != nil {
 		t.Fatal(err)

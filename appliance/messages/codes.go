@@ -347,7 +347,7 @@ func init() {
 			"A file of the replica's snapshot could not be read; the rest of the session was saved and the job ends incomplete.",
 			"Check the replica's disk; run the difference report, then rerun the job.", ""},
 		Message{BackupSummary, catalog.Info, "backup", "backup summary for job %d: %s", "", "", ""},
-		Message{BackupChildren, catalog.Info, "backup", "job %d runs as %d child jobs, one per scenario: %s", "", "", ""},
+		Message{BackupChildren, catalog.Info, "backup", "job %d runs as %d child jobs, one per scenario or directory: %s", "", "", ""},
 		Message{BackupSourceFailed, sev, "backup", "backup of %s in job %d failed: %v",
 			"The folder could not be read: its agent is not running or not enrolled, or the folder does not exist.",
 			"Check 'holdfast agent list' and the folder on that host, then rerun the job.", ""},

@@ -18,7 +18,7 @@ func (a *app) jobCmd() *cobra.Command {
 	var req api.JobRequest
 	var passwordFile string
 	submit := &cobra.Command{
-		Use:   "submit --scenario NAME [--scenario NAME...] [--schedule S] [--name N] [--hold] [--full] [--multistream] [--password-file F]",
+		Use:   "submit (--scenario NAME | --dir HOST:/PATH)... [--schedule S] [--name N] [--hold] [--full] [--multistream] [--password-file F]",
 		Short: "Queue a backup of scenarios, from a consistent replica snapshot, to the disk store",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -37,6 +37,7 @@ func (a *app) jobCmd() *cobra.Command {
 	}
 	f := submit.Flags()
 	f.StringArrayVar(&req.Scenarios, "scenario", nil, "scenario to back up (repeat for several)")
+	f.StringArrayVar(&req.Directories, "dir", nil, "a folder outside scenarios to back up, HOST:/PATH on an enrolled agent or this appliance (repeat for several)")
 	f.StringVar(&req.Schedule, "schedule", "", `when: now (default), "once 2026-12-01 22:00", "every 6h", "mon-fri 01:30"`)
 	f.StringVar(&req.Name, "name", "", "job name (default: backup of SCENARIO)")
 	f.BoolVar(&req.Hold, "hold", false, "queue the job on hold")
