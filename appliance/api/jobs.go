@@ -28,6 +28,7 @@ type JobQueue interface {
 	Cancel(id uint64) error
 	Rerun(id uint64) (jobs.Job, error)
 	Delete(id uint64) error
+	Modify(id uint64, c jobs.Change) (jobs.Job, error)
 }
 
 // SessionReader lists a job's backup sessions.
@@ -47,6 +48,7 @@ func (s *Server) jobRoutes(mux *http.ServeMux) {
 	mux.HandleFunc("GET /api/v1/jobs/{id}", s.getJob)
 	mux.HandleFunc("POST /api/v1/jobs/{id}/{action}", s.jobAction)
 	mux.HandleFunc("DELETE /api/v1/jobs/{id}", s.deleteJob)
+	mux.HandleFunc("PATCH /api/v1/jobs/{id}", s.modifyJob)
 	mux.HandleFunc("GET /api/v1/files", s.findFiles)
 	mux.HandleFunc("GET /api/v1/files/tree", s.fileTree)
 	mux.HandleFunc("GET /api/v1/files/versions", s.fileVersions)
@@ -484,4 +486,75 @@ func (s *Server) deleteJob(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	w.WriteHeader(http.StatusNoContent)
+}
+
+// JobChange is the body of PATCH /api/v1/jobs/{id}: what to change of a
+// job that is not running; absent fields stay as they are.
+type JobChange struct {
+	Name     *string `json:"name,omitempty"`
+	Schedule *string `json:"schedule,omitempty"`
+	// Backup jobs: the scenarios and folders to back up.
+	Scenarios   *[]string `json:"scenarios,omitempty"`
+	Directories *[]string `json:"directories,omitempty"`
+}
+
+func (s *Server) modifyJob(w http.ResponseWriter, r *http.Request) {
+	id, err := jobID(r)
+	if err != nil {
+		s.fail(w, r, err, 0)
+		return
+	}
+	var req JobChange
+	if err := decodeBody(r, &req); err != nil {
+		s.fail(w, r, err, 0)
+		return
+	}
+	c := jobs.Change{Name: req.Name, Schedule: req.Schedule}
+	if req.Scenarios != nil || req.Directories != nil {
+		j, err := s.Jobs.Get(id)
+		if err != nil {
+			s.fail(w, r, jobErr(r.PathValue("id"), err), 0)
+			return
+		}
+		if j.Kind != backup.Kind {
+			s.fail(w, r, messages.New(messages.BadRequest, fmt.Sprintf("scenarios: job %d is a %s job; only a backup job backs up scenarios and folders", id, j.Kind)), 0)
+			return
+		}
+		var spec backup.Spec
+		if err := json.Unmarshal(j.Spec, &spec); err != nil {
+			s.failRecorded(w, r, messages.Wrap(err, messages.CatalogCorrupt, err))
+			return
+		}
+		if req.Scenarios != nil {
+			for _, name := range *req.Scenarios {
+				if _, err := s.Sessions.Scenario(name); err != nil {
+					s.fail(w, r, messages.New(messages.ScenarioNotFound, name), 0)
+					return
+				}
+			}
+			spec.Scenarios = *req.Scenarios
+		}
+		if req.Directories != nil {
+			spec.Directories = nil
+			for _, d := range *req.Directories {
+				dir, err := backup.ParseDirectory(d)
+				if err != nil {
+					s.fail(w, r, messages.New(messages.BadRequest, err.Error()), 0)
+					return
+				}
+				spec.Directories = append(spec.Directories, dir)
+			}
+		}
+		if len(spec.Scenarios)+len(spec.Directories) == 0 {
+			s.fail(w, r, messages.New(messages.BadRequest, "scenarios: a backup job needs at least one scenario or folder"), 0)
+			return
+		}
+		raw, _ := json.Marshal(spec)
+		c.Spec = &raw
+	}
+	if _, err := s.Jobs.Modify(id, c); err != nil {
+		s.failRecorded(w, r, jobErr(r.PathValue("id"), err))
+		return
+	}
+	s.getJob(w, r)
 }

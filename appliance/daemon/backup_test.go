@@ -61,6 +61,17 @@ func TestBackupJobThroughCLI(t *testing.T) {
 	if _, errOut, code := d.cli(t, "job", "delete", id); code == 0 || !strings.Contains(errOut, "sessions") {
 		t.Fatalf("delete of a job with sessions: exit %d %q", code, errOut)
 	}
+	var mj api.Job
+	d.getJSON(t, &mj, "job", "modify", id, "--name", "nightly bk", "--schedule", "every 6h")
+	if mj.Name != "nightly bk" || mj.Schedule != "every 6h" {
+		t.Fatalf("modified job = %+v", mj)
+	}
+	if _, errOut, code := d.cli(t, "job", "modify", id, "--scenario", "nope"); code == 0 || !strings.Contains(errOut, "HF-E4005") {
+		t.Fatalf("modify to an unknown scenario: exit %d %q", code, errOut)
+	}
+	if _, errOut, code := d.cli(t, "job", "modify", id); code == 0 || !strings.Contains(errOut, "nothing to change") {
+		t.Fatalf("modify without a change: exit %d %q", code, errOut)
+	}
 	if _, errOut, code := d.cli(t, "job", "hold", "999"); code == 0 || !strings.Contains(errOut, "HF-E5025") {
 		t.Fatalf("hold of an unknown job: exit %d %q", code, errOut)
 	}

@@ -14,7 +14,7 @@ import (
 )
 
 func (a *app) jobCmd() *cobra.Command {
-	cmd := &cobra.Command{Use: "job", Short: "Backup jobs: submit, list, show, hold, release, cancel, rerun, delete"}
+	cmd := &cobra.Command{Use: "job", Short: "Backup jobs: submit, list, show, hold, release, cancel, rerun, modify, delete"}
 	var req api.JobRequest
 	var passwordFile string
 	submit := &cobra.Command{
@@ -98,6 +98,42 @@ func (a *app) jobCmd() *cobra.Command {
 			},
 		})
 	}
+	var change api.JobChange
+	var newName, newSchedule string
+	var newScenarios, newDirs []string
+	modify := &cobra.Command{
+		Use:   "modify ID [--name N] [--schedule S] [--scenario NAME...] [--dir HOST:/PATH...]",
+		Short: "Change a job that is not running: its name, schedule, or what a backup job backs up",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			fl := cmd.Flags()
+			if fl.Changed("name") {
+				change.Name = &newName
+			}
+			if fl.Changed("schedule") {
+				change.Schedule = &newSchedule
+			}
+			if fl.Changed("scenario") {
+				change.Scenarios = &newScenarios
+			}
+			if fl.Changed("dir") {
+				change.Directories = &newDirs
+			}
+			if change == (api.JobChange{}) {
+				return fmt.Errorf("nothing to change: give --name, --schedule, --scenario or --dir")
+			}
+			var j api.Job
+			return a.show(cmd.Context(), "PATCH", "/api/v1/jobs/"+url.PathEscape(args[0]), change, &j, func(w *tabwriter.Writer) {
+				fmt.Fprintf(w, "Job %d (%s): %s, schedule %s, next run %s.\n", j.ID, j.Name, j.State, j.Schedule, whenText(j.NextRun))
+			})
+		},
+	}
+	mf := modify.Flags()
+	mf.StringVar(&newName, "name", "", "new name")
+	mf.StringVar(&newSchedule, "schedule", "", `new schedule: now, "once 2026-12-01 22:00", "every 6h", "mon-fri 01:30"`)
+	mf.StringArrayVar(&newScenarios, "scenario", nil, "backup jobs: the scenarios to back up (replaces the list; repeat)")
+	mf.StringArrayVar(&newDirs, "dir", nil, "backup jobs: the folders to back up, HOST:/PATH (replaces the list; repeat)")
+	cmd.AddCommand(modify)
 	cmd.AddCommand(&cobra.Command{
 		Use:   "delete ID",
 		Short: "Delete a job that is not active and wrote no session",
