@@ -103,6 +103,7 @@ for _ in $(seq 1 300); do
   sleep 0.1
 done
 hf job show 1
+hf log --code HF-I5027 --limit 1
 wait_job() {
   for _ in $(seq 1 300); do
     "$bin/holdfast" --data "$data" job show "$1" | grep -q "state: *done" && return 0
