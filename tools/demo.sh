@@ -97,13 +97,6 @@ hf scenario test "File Server - demo"
 hf snapshot list "File Server - demo"
 
 step "Back the scenario up: a job takes a consistent replica snapshot and writes it to the encrypted, deduplicating disk store"
-hf job submit --scenario "File Server - demo"
-for _ in $(seq 1 300); do
-  "$bin/holdfast" --data "$data" job show 1 | grep -q "state: *done" && break
-  sleep 0.1
-done
-hf job show 1
-hf log --code HF-I5027 --limit 1
 wait_job() {
   for _ in $(seq 1 300); do
     "$bin/holdfast" --data "$data" job show "$1" | grep -q "state: *done" && return 0
@@ -111,20 +104,34 @@ wait_job() {
   done
   echo "job $1 did not finish in 30 s"; "$bin/holdfast" --data "$data" job show "$1"; return 1
 }
+# hf_job runs a command that queues a job, shows it, and leaves the job's
+# number in $job.
+hf_job() {
+  printf '$ holdfast'; printf ' %q' "$@"; echo
+  local out
+  out=$("$bin/holdfast" --data "$data" --json "$@")
+  job=$(printf '%s\n' "$out" | grep -o '"id": *[0-9]*' | head -1 | grep -o '[0-9]*$')
+  echo "Job $job queued."
+}
+hf_job job submit --scenario "File Server - demo"
+wait_job "$job"
+hf job show "$job"
+hf log --code HF-I5027 --limit 1
 
 step "A file is deleted on the master; find it by name in the catalog and restore it to where it was"
 rm "$work/master/projects/alpha/file5.bin"
 echo "\$ rm master/projects/alpha/file5.bin"
 hf restore find "file5.*"
 session=$("$bin/holdfast" --data "$data" --json restore find "file5.bin" | grep -o '"session": *[0-9]*' | head -1 | grep -o '[0-9]*$')
-hf restore run --session "$session" --path "$work/master/projects/alpha/file5.bin" --to original
-wait_job 2
-hf job show 2 | head -7
+hf_job restore run --session "$session" --path "$work/master/projects/alpha/file5.bin" --to original
+wait_job "$job"
+"$bin/holdfast" --data "$data" job show "$job" >"$work/job.txt"
+head -7 "$work/job.txt"
 ls -l "$work/master/projects/alpha/file5.bin"
 
 step "Restore the whole session to another folder and compare it with the master"
-hf restore run --session "$session" --to "$work/restored"
-wait_job 3
+hf_job restore run --session "$session" --to "$work/restored"
+wait_job "$job"
 diff -r "$work/master" "$work/restored" && echo "(the restored session and the master are identical)"
 
 step "Data Rewind: bookmark, then a virus overwrites a file on the master and the damage replicates"
