@@ -1,7 +1,11 @@
-// Command diskstore compares a backup into the disk store
-// (appliance/diskstore) with restic on the same tree in the same run: a
-// first backup of a mixed tree, then a second after 1% of its files
-// changed, both stores encrypted. It prints each round and the medians.
+// Command diskstore compares the disk store (appliance/diskstore) with
+// restic on the same tree in the same run: a first backup of a mixed tree,
+// a second after 1% of its files changed, then a full restore of that
+// second backup into a fresh directory (the disk store's through
+// agent/restore's Writer, as restore jobs do; restic's with "restic
+// restore latest --target"), both stores encrypted. Both restores are
+// checked against the source, file by file, before anything is printed.
+// It prints each round and the medians.
 //
 //	go run ./tools/bench/diskstore -dir /var/tmp -mib 1024 -rounds 3
 //
@@ -12,8 +16,10 @@ package main
 import (
 	"bytes"
 	"crypto/rand"
+	"crypto/sha256"
 	"flag"
 	"fmt"
+	"io"
 	"io/fs"
 	mrand "math/rand/v2"
 	"os"
@@ -22,6 +28,7 @@ import (
 	"slices"
 	"time"
 
+	"github.com/holdfast/holdfast/agent/restore"
 	"github.com/holdfast/holdfast/appliance/diskstore"
 )
 
@@ -40,6 +47,7 @@ func main() {
 type result struct {
 	first, second         time.Duration
 	firstSize, secondSize int64 // store bytes after each backup
+	restore               time.Duration
 }
 
 func run(dir string, mib, rounds int) error {
@@ -85,9 +93,25 @@ func run(dir string, mib, rounds int) error {
 				}
 			}
 		}
-		fmt.Printf("round %d: diskstore first %v (%.1f MiB) second %v (+%.1f MiB); restic first %v (%.1f MiB) second %v (+%.1f MiB)\n",
-			round, o.first.Round(time.Millisecond), mb(o.firstSize), o.second.Round(time.Millisecond), mb(o.secondSize-o.firstSize),
-			t.first.Round(time.Millisecond), mb(t.firstSize), t.second.Round(time.Millisecond), mb(t.secondSize-t.firstSize))
+		want, err := treeHashes(src)
+		if err != nil {
+			return fmt.Errorf("hash source: %w", err)
+		}
+		restores := []func() error{
+			func() error { return restoreOurs(work, src, round, want, &o) },
+			func() error { return restoreRestic(work, src, round, want, &t) },
+		}
+		if round%2 == 1 {
+			slices.Reverse(restores)
+		}
+		for _, r := range restores {
+			if err := r(); err != nil {
+				return err
+			}
+		}
+		fmt.Printf("round %d: diskstore first %v (%.1f MiB) second %v (+%.1f MiB) restore %v; restic first %v (%.1f MiB) second %v (+%.1f MiB) restore %v\n",
+			round, o.first.Round(time.Millisecond), mb(o.firstSize), o.second.Round(time.Millisecond), mb(o.secondSize-o.firstSize), o.restore.Round(time.Millisecond),
+			t.first.Round(time.Millisecond), mb(t.firstSize), t.second.Round(time.Millisecond), mb(t.secondSize-t.firstSize), t.restore.Round(time.Millisecond))
 		ours, theirs = append(ours, o), append(theirs, t)
 	}
 	for _, x := range []struct {
@@ -96,10 +120,12 @@ func run(dir string, mib, rounds int) error {
 	}{{"diskstore", ours}, {"restic", theirs}} {
 		f := median(x.rs, func(r result) int64 { return int64(r.first) })
 		s := median(x.rs, func(r result) int64 { return int64(r.second) })
-		fmt.Printf("median %-9s first %6.2f s  %6.1f MiB/s  store %.1f MiB | second %6.2f s  added %.1f MiB\n",
+		rs := median(x.rs, func(r result) int64 { return int64(r.restore) })
+		fmt.Printf("median %-9s first %6.2f s  %6.1f MiB/s  store %.1f MiB | second %6.2f s  added %.1f MiB | restore %6.2f s  %6.1f MiB/s\n",
 			x.name, time.Duration(f).Seconds(), float64(mib)/time.Duration(f).Seconds(),
 			mb(median(x.rs, func(r result) int64 { return r.firstSize })),
-			time.Duration(s).Seconds(), mb(median(x.rs, func(r result) int64 { return r.secondSize - r.firstSize })))
+			time.Duration(s).Seconds(), mb(median(x.rs, func(r result) int64 { return r.secondSize - r.firstSize })),
+			time.Duration(rs).Seconds(), float64(mib)/time.Duration(rs).Seconds())
 	}
 	return nil
 }
@@ -301,4 +327,137 @@ func backupRestic(work, src string, round, step int, r *result) error {
 		r.second, r.secondSize = took, dirSize(repo)
 	}
 	return nil
+}
+
+// treeHashes maps every regular file below root, by its path relative to
+// root, to the SHA-256 of its content.
+func treeHashes(root string) (map[string][32]byte, error) {
+	out := map[string][32]byte{}
+	err := filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
+		if err != nil || !d.Type().IsRegular() {
+			return err
+		}
+		f, err := os.Open(p)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		h := sha256.New()
+		if _, err := io.Copy(h, f); err != nil {
+			return err
+		}
+		rel, err := filepath.Rel(root, p)
+		if err != nil {
+			return err
+		}
+		out[rel] = [32]byte(h.Sum(nil))
+		return nil
+	})
+	return out, err
+}
+
+// sameTree fails unless got holds exactly the files of want with the same
+// content.
+func sameTree(tool, dir string, want map[string][32]byte) error {
+	got, err := treeHashes(dir)
+	if err != nil {
+		return fmt.Errorf("%s restore: hash %s: %w", tool, dir, err)
+	}
+	if len(got) != len(want) {
+		return fmt.Errorf("%s restore: %d files in %s, the source has %d", tool, len(got), dir, len(want))
+	}
+	for rel, h := range want {
+		if got[rel] != h {
+			return fmt.Errorf("%s restore: %s differs from the source", tool, rel)
+		}
+	}
+	return nil
+}
+
+// restoreOurs restores the store's latest session into a fresh directory
+// the way a restore job does: every entry through agent/restore's Writer
+// (confined names, temporary file, fsync, rename, owners and times).
+func restoreOurs(work, src string, round int, want map[string][32]byte, r *result) error {
+	dir := filepath.Join(work, fmt.Sprintf("ours-%d", round))
+	target := filepath.Join(work, fmt.Sprintf("ours-restore-%d", round))
+	start := time.Now()
+	s, err := diskstore.Open(dir, diskstore.WithApplianceKey(applianceKey), diskstore.Options{})
+	if err != nil {
+		return err
+	}
+	defer s.Close()
+	list, err := s.ListSessions()
+	if err != nil {
+		return err
+	}
+	ss, err := s.OpenSession(list[len(list)-1].ID)
+	if err != nil {
+		return err
+	}
+	w, err := restore.Open(target, restore.Options{Owners: os.Geteuid() == 0})
+	if err != nil {
+		return err
+	}
+	for _, en := range ss.Entries() {
+		rel, err := filepath.Rel(src, en.Path)
+		if err != nil {
+			return err
+		}
+		if rel == "." {
+			continue
+		}
+		e := restore.Entry{Path: filepath.ToSlash(rel), Mode: uint32(en.Mode.Perm()), UID: en.UID, GID: en.GID, MTime: en.ModTime}
+		var content io.ReadCloser
+		switch en.Type {
+		case diskstore.TypeDir:
+			e.Type = restore.Dir
+		case diskstore.TypeSymlink:
+			e.Type, e.Target = restore.Symlink, en.Target
+		default:
+			e.Type = restore.File
+			if content, err = ss.Open(en.Path); err != nil {
+				return err
+			}
+		}
+		var rd io.Reader
+		if content != nil {
+			rd = content
+		}
+		_, err = w.Put(e, rd)
+		if content != nil {
+			content.Close()
+		}
+		if err != nil {
+			return fmt.Errorf("diskstore restore: %w", err)
+		}
+	}
+	if err := w.Close(); err != nil {
+		return err
+	}
+	r.restore = time.Since(start)
+	err = sameTree("diskstore", target, want)
+	if rerr := os.RemoveAll(target); err == nil {
+		err = rerr
+	}
+	return err
+}
+
+// restoreRestic restores restic's latest snapshot with its own restore
+// command; restic recreates the source's absolute path below the target.
+func restoreRestic(work, src string, round int, want map[string][32]byte, r *result) error {
+	repo := filepath.Join(work, fmt.Sprintf("restic-%d", round))
+	target := filepath.Join(work, fmt.Sprintf("restic-restore-%d", round))
+	env := append(os.Environ(), "RESTIC_PASSWORD=bench-password", "RESTIC_CACHE_DIR="+filepath.Join(work, "restic-cache"))
+	start := time.Now()
+	cmd := exec.Command("restic", "-r", repo, "restore", "latest", "--quiet", "--target", target)
+	cmd.Env = env
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return fmt.Errorf("restic restore: %w: %s", err, out)
+	}
+	r.restore = time.Since(start)
+	err := sameTree("restic", filepath.Join(target, src), want)
+	if rerr := os.RemoveAll(target); err == nil {
+		err = rerr
+	}
+	return err
 }
