@@ -118,6 +118,7 @@ func (e *Executor) Run(ctx context.Context, job catalog.Job, progress jobs.Progr
 	t := tally{nodes: map[string]bool{}}
 	var total, done jobs.Counts
 	failed := 0
+	var causes []error
 	for _, name := range spec.Scenarios {
 		if err := ctx.Err(); err != nil {
 			return catalog.ResultCanceled, err
@@ -129,6 +130,7 @@ func (e *Executor) Run(ctx context.Context, job catalog.Job, progress jobs.Progr
 			}
 			failed++
 			t.errors++
+			causes = append(causes, fmt.Errorf("scenario %s: %w", name, err))
 			e.Rec.Record(ctx, messages.BackupScenarioFailed, name, job.ID, err)
 			continue
 		}
@@ -144,6 +146,7 @@ func (e *Executor) Run(ctx context.Context, job catalog.Job, progress jobs.Progr
 			}
 			failed++
 			t.errors++
+			causes = append(causes, fmt.Errorf("%s: %w", d, err))
 			e.Rec.Record(ctx, messages.BackupSourceFailed, d.String(), job.ID, err)
 		}
 	}
@@ -159,7 +162,8 @@ func (e *Executor) Run(ctx context.Context, job catalog.Job, progress jobs.Progr
 	summary := fmt.Sprintf("%d of %d sources, %d sessions, %d directories, %d files, %d bytes in %s, %d errors",
 		units-failed, units, t.sessions, t.dirs, t.files, t.bytes, elapsed.Round(time.Millisecond), t.errors)
 	if result == catalog.ResultFailed {
-		return result, errors.New(summary)
+		// The reason names each cause, not only the counts.
+		return result, fmt.Errorf("%s: %w", summary, errors.Join(causes...))
 	}
 	e.Rec.Record(ctx, messages.JobFinished, job.ID, job.Name, result, summary)
 	return result, nil
@@ -232,7 +236,11 @@ func (e *Executor) multistream(ctx context.Context, job catalog.Job, spec Spec, 
 	var parts []string
 	for _, k := range kids {
 		counts[k.Result]++
-		parts = append(parts, fmt.Sprintf("job %d %s", k.ID, k.Result))
+		part := fmt.Sprintf("job %d %s", k.ID, k.Result)
+		if n := len(k.Runs); n > 0 && k.Runs[n-1].Reason != "" && k.Result != catalog.ResultCompleted {
+			part += " (" + k.Runs[n-1].Reason + ")"
+		}
+		parts = append(parts, part)
 	}
 	result := catalog.ResultIncomplete
 	switch {

@@ -26,7 +26,7 @@ func (d *testDaemon) backedUp(t *testing.T, name, root, replica string) api.JobS
 	d.waitIdentical(t, name)
 	var j api.Job
 	d.getJSON(t, &j, "job", "submit", "--scenario", name)
-	if j = d.waitJob(t, j.ID, 60*time.Second); j.Result != "completed" || len(j.Sessions) != 1 {
+	if j = d.waitJobWithin(t, j.ID, 60*time.Second); j.Result != "completed" || len(j.Sessions) != 1 {
 		t.Fatalf("backup job = %+v", j)
 	}
 	return j.Sessions[0]
@@ -37,7 +37,7 @@ func (d *testDaemon) restoreTo(t *testing.T, session uint64, dest string, extra 
 	t.Helper()
 	var j api.Job
 	d.getJSON(t, &j, append([]string{"restore", "run", "--session", strconv.FormatUint(session, 10), "--to", dest}, extra...)...)
-	return d.waitJob(t, j.ID, 60*time.Second)
+	return d.waitJobWithin(t, j.ID, 60*time.Second)
 }
 
 // jobEntries returns a job's activity-log entries with the given code.
@@ -214,7 +214,7 @@ func TestBackupJobDiskFull(t *testing.T) {
 	d.waitIdentical(t, "full")
 	var j api.Job
 	d.getJSON(t, &j, "job", "submit", "--scenario", "full")
-	if j = d.waitJob(t, j.ID, 60*time.Second); j.Result != "failed" || len(j.Sessions) != 0 {
+	if j = d.waitJobWithin(t, j.ID, 60*time.Second); j.Result != "failed" || len(j.Sessions) != 0 {
 		t.Fatalf("backup of 64 MiB into 32 MiB = %+v", j)
 	}
 	failed := d.jobEntries(t, j.ID, "HF-E5023")
@@ -246,7 +246,7 @@ func TestBackupJobDiskFull(t *testing.T) {
 	if _, errOut, code := d.cli(t, "job", "rerun", strconv.FormatUint(j.ID, 10)); code != 0 {
 		t.Fatal(errOut)
 	}
-	if j = d.waitJob(t, j.ID, 60*time.Second); j.Result != "completed" || len(j.Sessions) != 1 {
+	if j = d.waitJobWithin(t, j.ID, 60*time.Second); j.Result != "completed" || len(j.Sessions) != 1 {
 		t.Fatalf("rerun after freeing space = %+v", j)
 	}
 	d.stop(t)

@@ -73,7 +73,7 @@ func TestBackupSurvivesKilledDaemon(t *testing.T) {
 
 	var j api.Job
 	d.getJSON(t, &j, "job", "submit", "--scenario", "big")
-	if j = d.waitJob(t, j.ID, 60*time.Second); j.Result != "completed" || len(j.Sessions) != 1 {
+	if j = d.waitJobWithin(t, j.ID, 60*time.Second); j.Result != "completed" || len(j.Sessions) != 1 {
 		t.Fatalf("session A: job = %+v", j)
 	}
 	sessA := j.Sessions[0]
@@ -138,7 +138,7 @@ func TestBackupSurvivesKilledDaemon(t *testing.T) {
 		if _, errOut, code := d.cli(t, "job", "rerun", id); code != 0 {
 			t.Fatalf("%s: rerun: %s", m.name, errOut)
 		}
-		if j = d.waitJob(t, j.ID, 60*time.Second); j.Result != "completed" || len(j.Sessions) != 1 || len(j.Runs) != 2 {
+		if j = d.waitJobWithin(t, j.ID, 60*time.Second); j.Result != "completed" || len(j.Sessions) != 1 || len(j.Runs) != 2 {
 			t.Fatalf("%s: rerun job = %+v", m.name, j)
 		}
 	}
@@ -150,7 +150,7 @@ func TestBackupSurvivesKilledDaemon(t *testing.T) {
 	alt := filepath.Join(t.TempDir(), "restored-a")
 	j = api.Job{}
 	d.getJSON(t, &j, "restore", "run", "--session", strconv.FormatUint(sessA.ID, 10), "--to", alt)
-	if j = d.waitJob(t, j.ID, 60*time.Second); j.Result != "completed" {
+	if j = d.waitJobWithin(t, j.ID, 60*time.Second); j.Result != "completed" {
 		t.Fatalf("restore of session A = %+v", j)
 	}
 	checkTree(t, alt, wantA)

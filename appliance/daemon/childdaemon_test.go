@@ -157,8 +157,14 @@ func (d *testDaemon) job(t *testing.T, id uint64) api.Job {
 	return j
 }
 
-// waitJob polls a job until it is Done.
-func (d *testDaemon) waitJob(t *testing.T, id uint64, within time.Duration) api.Job {
+// waitJob polls a job until it is Done, for at most 90 s (a hang guard).
+func (d *testDaemon) waitJob(t *testing.T, id uint64) api.Job {
+	t.Helper()
+	return d.waitJobWithin(t, id, 90*time.Second)
+}
+
+// waitJobWithin polls a job until it is Done.
+func (d *testDaemon) waitJobWithin(t *testing.T, id uint64, within time.Duration) api.Job {
 	t.Helper()
 	deadline := time.Now().Add(within)
 	for {

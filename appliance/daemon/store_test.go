@@ -6,25 +6,10 @@ import (
 	"strconv"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/holdfast/holdfast/appliance/api"
 	"github.com/holdfast/holdfast/appliance/diskstore"
 )
-
-func (d *testDaemon) waitJob(t *testing.T, id uint64) api.Job {
-	t.Helper()
-	var j api.Job
-	deadline := time.Now().Add(60 * time.Second)
-	for j.State != "done" {
-		if time.Now().After(deadline) {
-			t.Fatalf("job %d still %s after 60 s: %+v", id, j.State, j)
-		}
-		time.Sleep(100 * time.Millisecond)
-		d.getJSON(t, &j, "job", "show", strconv.FormatUint(id, 10))
-	}
-	return j
-}
 
 func (d *testDaemon) logText(t *testing.T, code string) string {
 	t.Helper()
