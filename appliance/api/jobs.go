@@ -40,6 +40,7 @@ type SessionReader interface {
 	FindByName(pattern string, limit int) ([]catalog.FileVersion, error)
 	FileTree(host, dirPath string) ([]catalog.FileVersion, error)
 	FileVersions(host, p string) ([]catalog.FileVersion, error)
+	Sessions() ([]catalog.Session, error)
 }
 
 func (s *Server) jobRoutes(mux *http.ServeMux) {
@@ -50,6 +51,7 @@ func (s *Server) jobRoutes(mux *http.ServeMux) {
 	mux.HandleFunc("DELETE /api/v1/jobs/{id}", s.deleteJob)
 	mux.HandleFunc("PATCH /api/v1/jobs/{id}", s.modifyJob)
 	mux.HandleFunc("GET /api/v1/files", s.findFiles)
+	mux.HandleFunc("GET /api/v1/sessions", s.listSessions)
 	mux.HandleFunc("GET /api/v1/files/tree", s.fileTree)
 	mux.HandleFunc("GET /api/v1/files/versions", s.fileVersions)
 }
@@ -109,6 +111,7 @@ type JobProgress struct {
 // JobSession is a backup session a job wrote.
 type JobSession struct {
 	ID          uint64    `json:"id"`
+	Job         uint64    `json:"job"`
 	Scenario    string    `json:"scenario"`
 	Entity      string    `json:"entity"`
 	MasterHost  string    `json:"master_host"`
@@ -172,17 +175,49 @@ func (s *Server) jobOut(j jobs.Job, withSessions bool) Job {
 	if withSessions && s.Sessions != nil {
 		list, err := s.Sessions.SessionsOfJob(j.ID)
 		if err == nil {
+			names := map[uint64]string{}
 			for _, ss := range list {
-				name := strconv.FormatUint(ss.ScenarioID, 10)
-				if sc, err := s.Sessions.ScenarioByID(ss.ScenarioID); err == nil {
-					name = sc.Name
-				}
-				out.Sessions = append(out.Sessions, JobSession{ID: ss.ID, Scenario: name, Entity: ss.Entity, MasterHost: ss.MasterHost,
-					Consistency: ss.Consistency, Files: ss.Files, Bytes: ss.Bytes, Stored: ss.Stored, Finished: ss.Finished})
+				out.Sessions = append(out.Sessions, s.sessionOut(ss, names))
 			}
 		}
 	}
 	return out
+}
+
+// sessionOut shows a session with its scenario's name ("" for a folder
+// outside scenarios); names caches the lookups.
+func (s *Server) sessionOut(ss catalog.Session, names map[uint64]string) JobSession {
+	name, ok := names[ss.ScenarioID]
+	if !ok && ss.ScenarioID != 0 {
+		name = strconv.FormatUint(ss.ScenarioID, 10)
+		if sc, err := s.Sessions.ScenarioByID(ss.ScenarioID); err == nil {
+			name = sc.Name
+		}
+		names[ss.ScenarioID] = name
+	}
+	return JobSession{ID: ss.ID, Job: ss.JobID, Scenario: name, Entity: ss.Entity, MasterHost: ss.MasterHost,
+		Consistency: ss.Consistency, Files: ss.Files, Bytes: ss.Bytes, Stored: ss.Stored, Finished: ss.Finished}
+}
+
+// listSessions lists the backup sessions, newest first, optionally of one
+// master host or scenario: the starting point of a restore by session.
+func (s *Server) listSessions(w http.ResponseWriter, r *http.Request) {
+	list, err := s.Sessions.Sessions()
+	if err != nil {
+		s.failRecorded(w, r, messages.Wrap(err, messages.CatalogCorrupt, err))
+		return
+	}
+	host, scenario := r.URL.Query().Get("host"), r.URL.Query().Get("scenario")
+	names := map[uint64]string{}
+	out := []JobSession{}
+	for i := len(list) - 1; i >= 0; i-- {
+		js := s.sessionOut(list[i], names)
+		if host != "" && js.MasterHost != host || scenario != "" && js.Scenario != scenario {
+			continue
+		}
+		out = append(out, js)
+	}
+	writeJSON(w, http.StatusOK, out)
 }
 
 // jobErr gives a queue error its message code.

@@ -46,6 +46,15 @@ func TestRestoreDestinationsThroughCLI(t *testing.T) {
 	d.waitIdentical(t, "rs")
 	second := backup()
 
+	var sessions []api.JobSession
+	d.getJSON(t, &sessions, "restore", "sessions", "--scenario", "rs")
+	if len(sessions) != 2 || sessions[0].ID != second.ID || sessions[1].ID != first.ID || sessions[0].Scenario != "rs" || sessions[0].Job == 0 {
+		t.Fatalf("sessions of rs = %+v", sessions)
+	}
+	d.getJSON(t, &sessions, "restore", "sessions", "--host", "elsewhere")
+	if len(sessions) != 0 {
+		t.Fatalf("sessions of another host = %+v", sessions)
+	}
 	var versions []api.FileVersion
 	d.getJSON(t, &versions, "restore", "versions", "localhost:"+file)
 	if len(versions) != 2 || versions[0].Session != second.ID || versions[1].Session != first.ID || versions[1].Size != 5 {

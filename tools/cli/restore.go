@@ -82,6 +82,40 @@ func (a *app) restoreCmd() *cobra.Command {
 			})
 		},
 	})
+	var sessHost, sessScenario string
+	sessions := &cobra.Command{
+		Use:   "sessions [--host H] [--scenario NAME]",
+		Short: "List the backup sessions, newest first: what a restore by session starts from",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			q := url.Values{}
+			if sessHost != "" {
+				q.Set("host", sessHost)
+			}
+			if sessScenario != "" {
+				q.Set("scenario", sessScenario)
+			}
+			var out []api.JobSession
+			return a.show(cmd.Context(), "GET", "/api/v1/sessions?"+q.Encode(), nil, &out, func(w *tabwriter.Writer) {
+				if len(out) == 0 {
+					fmt.Fprintln(w, "No backup session matches.")
+					return
+				}
+				fmt.Fprintln(w, "SESSION\tJOB\tSCENARIO\tHOST\tENTITY\tCONSISTENCY\tFILES\tSIZE\tFINISHED")
+				for _, s := range out {
+					sc := s.Scenario
+					if sc == "" {
+						sc = "-"
+					}
+					fmt.Fprintf(w, "%d\t%d\t%s\t%s\t%s\t%s\t%d\t%s\t%s\n", s.ID, s.Job, sc, s.MasterHost, s.Entity, s.Consistency, s.Files,
+						sizeText(int64(s.Bytes)), s.Finished.Local().Format(time.DateTime))
+				}
+			})
+		},
+	}
+	sessions.Flags().StringVar(&sessHost, "host", "", "only sessions of this master host")
+	sessions.Flags().StringVar(&sessScenario, "scenario", "", "only sessions of this scenario")
+	cmd.AddCommand(sessions)
 	var req api.JobRequest
 	var tree, asOf, passwordFile string
 	run := &cobra.Command{
