@@ -14,9 +14,10 @@ import (
 // A batch is flushed when it holds this many files or bytes: large enough
 // that the syncs of a restore of small files cost little, small enough
 // that a crash leaves little to redo and that a failure is found soon.
-const (
-	batchFiles = 512
-	batchBytes = 256 << 20
+// (Variables so that the crash test can make batches small.)
+var (
+	batchFiles       = 512
+	batchBytes int64 = 256 << 20
 )
 
 // syncWorkers is how many fsyncs of one batch are in flight at once. The
