@@ -8,9 +8,9 @@
 // Files appear whole or not at all (temporary name, fsync, rename), and an
 // existing object is overwritten, kept, kept beside a renamed restore, or
 // overwritten only if older, as the operator's policy says. In batch mode
-// (Options.Batch) the fsync of each file is replaced by one sync of a
-// batch of files before their renames: the same promise, far fewer waits
-// for the disk (see batch.go).
+// (Options.Batch) the fsync of each file before its rename becomes the
+// fsyncs of a batch of files issued together, in the background, before
+// their renames: the same promise, far fewer waits for the disk.
 package restore
 
 import (
@@ -103,13 +103,19 @@ type Options struct {
 	// restoring process.
 	Owners bool
 	// Batch queues files instead of making each durable in Put: a file
-	// is written under its temporary name and its rename waits until a
-	// batch is full (batchFiles files or batchBytes bytes), a later entry
-	// needs its name, or Close. Then the queued files are synced together,
-	// renamed in the order they were put, and their directories synced at
-	// Close. A file under its real name is still always whole; what
-	// changes is that Put's Outcome is a decision, not yet a fact on disk
-	// (see Outcome), and that a queued entry can fail after Put returned.
+	// is written under its temporary name, unsynced, and its rename waits
+	// until its batch is full (batchFiles files or batchBytes bytes), a
+	// later entry needs one of the batch's names, or Close. A full batch
+	// is flushed in the background while Put writes the next: its files
+	// are fsynced together (in parallel, so the filesystem commits them
+	// at once), then renamed in the order they were put; their
+	// directories are fsynced at Close. A file under its real name is
+	// still always whole, and everything restored is durable when Close
+	// returns. What changes: Put's Outcome is a decision, not yet a fact
+	// on disk (see Outcome), and a queued entry can fail after Put
+	// returned (see Failed and EntryError). Entries that meet a queued
+	// name are decided after a flush, so the outcomes are those of the
+	// same entries put one by one.
 	Batch bool
 	// Failed receives each queued entry that failed after Put accepted
 	// it, on the goroutine that called Put or Close (the flush runs

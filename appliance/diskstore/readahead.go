@@ -102,6 +102,11 @@ func (ra *ReadAhead) dispatch(work chan<- *fetch) {
 // it that were not opened are passed over. A path that is not next in the
 // list is read without read-ahead, as Session.Open does.
 func (ra *ReadAhead) Open(path string) (io.ReadCloser, error) {
+	select {
+	case <-ra.stop:
+		return nil, fmt.Errorf("session %s: %s: %w", ra.ss.info.ID, path, errReadAheadClosed)
+	default:
+	}
 	if ra.cur != nil {
 		ra.cur.Close()
 		ra.cur = nil
@@ -137,6 +142,12 @@ func (ra *ReadAhead) skip(en Entry) error {
 }
 
 func (ra *ReadAhead) take() (*fetch, error) {
+	select {
+	case <-ra.stop:
+		// What is left on the queue is being drained by Close.
+		return nil, fmt.Errorf("session %s: read-ahead: %w", ra.ss.info.ID, errReadAheadClosed)
+	default:
+	}
 	f, ok := <-ra.ordered
 	if !ok {
 		return nil, fmt.Errorf("session %s: read-ahead: %w", ra.ss.info.ID, errReadAheadClosed)
