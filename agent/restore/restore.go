@@ -267,9 +267,12 @@ func (w *Writer) put(e Entry, content io.Reader) (Outcome, error) {
 			return Outcome{}, err
 		}
 	case File:
-		out := Outcome{Action: action, Path: rel}
 		if w.opts.Batch {
-			return out, w.queueFile(e, out, dir, dirName, name, content)
+			out := Outcome{Action: action, Path: rel}
+			if err := w.queueFile(e, out, dir, dirName, name, content); err != nil {
+				return Outcome{}, err
+			}
+			return out, nil
 		}
 		if err := w.writeFile(e, dir, name, content); err != nil {
 			return Outcome{}, err
