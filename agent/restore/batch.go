@@ -151,9 +151,8 @@ func (w *Writer) queueFile(e Entry, out Outcome, dir int, dirName, name string, 
 // Put writes the next one.
 type flushing struct {
 	batch
-	done   chan struct{}
-	errs   []error // per file; nil: in place
-	closed error   // closing the batch's directories
+	done chan struct{}
+	errs []error // per file; nil: in place
 }
 
 // flush starts the queued batch's flush, after the one before it ended,

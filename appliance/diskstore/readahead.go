@@ -167,9 +167,7 @@ func (ra *ReadAhead) Close() {
 	close(ra.stop)
 	// Wake the dispatcher if it waits for budget: it checks stop under
 	// the budget's lock, so it either sees it or is waiting now.
-	ra.budget.mu.Lock()
-	ra.budget.mu.Unlock()
-	ra.budget.cond.Broadcast()
+	ra.budget.wake()
 	// Release the dispatcher if it waits to queue; then let the workers
 	// finish what they hold.
 	go func() {
@@ -285,6 +283,15 @@ func (b *budget) take(n int64, stop <-chan struct{}) bool {
 	}
 	b.free -= n
 	return true
+}
+
+// wake makes every take look at its stop channel again. Taken under the
+// lock, so a take that checked stop before it was closed is now waiting
+// and gets the broadcast.
+func (b *budget) wake() {
+	b.mu.Lock()
+	b.cond.Broadcast()
+	b.mu.Unlock()
 }
 
 func (b *budget) give(n int64) {
