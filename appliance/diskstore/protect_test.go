@@ -50,7 +50,12 @@ func TestProtectedSession(t *testing.T) {
 	if err != nil || len(list) != 2 {
 		t.Fatalf("list %+v %v", list, err)
 	}
-	got := list[1]
+	// Sessions started in the same second sort by their random suffix:
+	// find the protected one by its id.
+	got := list[0]
+	if got.ID != prot.ID {
+		got = list[1]
+	}
 	if got.ID != prot.ID || !got.Protected || got.Meta != (SessionMeta{}) || got.Files != 0 || got.Committed.IsZero() {
 		t.Fatalf("protected session listed as %+v", got)
 	}

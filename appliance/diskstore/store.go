@@ -374,6 +374,19 @@ func (s *Store) flushLocked() error {
 
 // get reads and checks the blob of id.
 func (s *Store) get(kind blobKind, id ID) ([]byte, error) {
+	for tries := 0; ; tries++ {
+		b, err := s.getOnce(kind, id)
+		// Another reader may have closed the pack file, making room
+		// among the open ones (packFileLocked), between our lookup and
+		// our read: look it up again.
+		if errors.Is(err, os.ErrClosed) && tries < 8 {
+			continue
+		}
+		return b, err
+	}
+}
+
+func (s *Store) getOnce(kind blobKind, id ID) ([]byte, error) {
 	s.mu.Lock()
 	l, ok := s.index[id]
 	var f *os.File

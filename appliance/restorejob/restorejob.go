@@ -395,12 +395,29 @@ func relative(sess catalog.Session, p string) (string, bool, error) {
 	return filepath.ToSlash(rel), rel != ".", nil
 }
 
-// writeLocal writes a part into a folder of this appliance.
+// writeLocal writes a part into a folder of this appliance. The files'
+// content is read ahead (decoded while the file before is written), and
+// the writer syncs its files a batch at a time: an entry Put accepted can
+// still fail when its batch is flushed, and is then counted and recorded
+// as a problem like one Put refused.
 func (e *Executor) writeLocal(ctx context.Context, job catalog.Job, p part, tg target, policy string, t *tally, progress jobs.Progress) error {
-	w, err := restore.Open(tg.dir, restore.Options{Policy: restore.Policy(policy), Owners: true})
+	failed := func(fe *restore.EntryError) {
+		t.written-- // counted when Put accepted it
+		t.problems++
+		e.Rec.Record(ctx, messages.RestoreEntryFailed, path.Join(p.sess.Entity, fe.Entry.Path), job.ID, fe.Err)
+	}
+	w, err := restore.Open(tg.dir, restore.Options{Policy: restore.Policy(policy), Owners: true, Batch: true, Failed: failed})
 	if err != nil {
 		return err
 	}
+	var files []string
+	for _, en := range p.stored.Entries() {
+		if en.Type == diskstore.TypeFile && p.pick(en.Path) {
+			files = append(files, en.Path)
+		}
+	}
+	ahead := p.stored.ReadAhead(files, 0)
+	defer ahead.Close()
 	for _, en := range p.stored.Entries() {
 		if !p.pick(en.Path) {
 			continue
@@ -418,7 +435,7 @@ func (e *Executor) writeLocal(ctx context.Context, job catalog.Job, p part, tg t
 		if !ok {
 			continue // the destination itself
 		}
-		out, err := e.put(w, p.stored, en, rel)
+		out, err := e.put(w, ahead.Open, en, rel)
 		if err != nil {
 			t.problems++
 			e.Rec.Record(ctx, messages.RestoreEntryFailed, en.Path, job.ID, err)
@@ -528,7 +545,7 @@ func selected(p string, paths []string) bool {
 	})
 }
 
-func (e *Executor) put(w *restore.Writer, stored *diskstore.Session, en diskstore.Entry, rel string) (restore.Outcome, error) {
+func (e *Executor) put(w *restore.Writer, open func(string) (io.ReadCloser, error), en diskstore.Entry, rel string) (restore.Outcome, error) {
 	entry := restore.Entry{Path: rel, Mode: unixMode(en.Mode), UID: en.UID, GID: en.GID, MTime: en.ModTime, Target: en.Target}
 	switch en.Type {
 	case diskstore.TypeDir:
@@ -539,7 +556,7 @@ func (e *Executor) put(w *restore.Writer, stored *diskstore.Session, en diskstor
 		return w.Put(entry, nil)
 	}
 	entry.Type = restore.File
-	rc, err := stored.Open(en.Path)
+	rc, err := open(en.Path)
 	if err != nil {
 		return restore.Outcome{}, err
 	}

@@ -25,6 +25,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime/pprof"
 	"slices"
 	"time"
 
@@ -36,6 +37,7 @@ func main() {
 	dir := flag.String("dir", os.TempDir(), "directory to work in (on the disk under test)")
 	mib := flag.Int("mib", 1024, "size of the tree, MiB")
 	rounds := flag.Int("rounds", 3, "rounds")
+	flag.StringVar(&restoreProfile, "restore-cpuprofile", "", "write a CPU profile of our restores to this file")
 	flag.Parse()
 	if err := run(*dir, *mib, *rounds); err != nil {
 		fmt.Fprintln(os.Stderr, "diskstore bench:", err)
@@ -374,12 +376,28 @@ func sameTree(tool, dir string, want map[string][32]byte) error {
 	return nil
 }
 
+// restoreProfile names the file our restores' CPU profile goes to.
+var restoreProfile string
+
 // restoreOurs restores the store's latest session into a fresh directory
-// the way a restore job does: every entry through agent/restore's Writer
-// (confined names, temporary file, fsync, rename, owners and times).
+// the way a restore job does: the files' content read ahead
+// (diskstore.ReadAhead), every entry through agent/restore's Writer in
+// batch mode (confined names, temporary files synced a batch at a time,
+// then renamed; owners and times), everything durable when Close returns.
 func restoreOurs(work, src string, round int, want map[string][32]byte, r *result) error {
 	dir := filepath.Join(work, fmt.Sprintf("ours-%d", round))
 	target := filepath.Join(work, fmt.Sprintf("ours-restore-%d", round))
+	if restoreProfile != "" {
+		f, err := os.Create(fmt.Sprintf("%s.%d", restoreProfile, round))
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return err
+		}
+		defer pprof.StopCPUProfile()
+	}
 	start := time.Now()
 	s, err := diskstore.Open(dir, diskstore.WithApplianceKey(applianceKey), diskstore.Options{})
 	if err != nil {
@@ -394,10 +412,16 @@ func restoreOurs(work, src string, round int, want map[string][32]byte, r *resul
 	if err != nil {
 		return err
 	}
-	w, err := restore.Open(target, restore.Options{Owners: os.Geteuid() == 0})
+	w, err := restore.Open(target, restore.Options{Owners: os.Geteuid() == 0, Batch: true})
 	if err != nil {
 		return err
 	}
+	var paths []string
+	for _, en := range ss.Entries() {
+		paths = append(paths, en.Path)
+	}
+	ra := ss.ReadAhead(paths, 0)
+	defer ra.Close()
 	for _, en := range ss.Entries() {
 		rel, err := filepath.Rel(src, en.Path)
 		if err != nil {
@@ -415,7 +439,7 @@ func restoreOurs(work, src string, round int, want map[string][32]byte, r *resul
 			e.Type, e.Target = restore.Symlink, en.Target
 		default:
 			e.Type = restore.File
-			if content, err = ss.Open(en.Path); err != nil {
+			if content, err = ra.Open(en.Path); err != nil {
 				return err
 			}
 		}
