@@ -75,10 +75,19 @@ func (c *Changer) readPage(ctx context.Context, typ ElementType, first, count ui
 }
 
 // allocRefused reports the answers changers give to an allocation length
-// they cannot serve: tgt's HARDWARE ERROR/internal target failure, or
-// ILLEGAL REQUEST/invalid field in CDB.
+// they cannot serve: older tgt's HARDWARE ERROR/internal target failure,
+// or ILLEGAL REQUEST/invalid field in CDB pointing at the allocation
+// length (bytes 7-9).
 func allocRefused(err error) bool {
-	return scsi.IsSense(err, scsi.KeyHardwareError, 0x44, 0x00) || scsi.IsSense(err, scsi.KeyIllegalRequest, 0x24, 0x00)
+	if scsi.IsSense(err, scsi.KeyHardwareError, 0x44, 0x00) {
+		return true
+	}
+	s, ok := scsi.SenseOf(err)
+	if !ok || !s.Is(0x24, 0x00) {
+		return false
+	}
+	inCDB, field, _, _, ok := s.FieldPointer()
+	return ok && inCDB && field >= 7 && field <= 9
 }
 
 // Inventory is the state of every element of a library.
