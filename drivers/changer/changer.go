@@ -93,7 +93,7 @@ func ParseAddressAssignment(p []byte) (Addresses, error) {
 		}
 		for _, u := range types[i+1:] {
 			rj := a.Of(u)
-			if ri.Count > 0 && rj.Count > 0 && ri.First < rj.First+rj.Count && rj.First < ri.First+ri.Count {
+			if ri.Count > 0 && rj.Count > 0 && int(ri.First) < int(rj.First)+int(rj.Count) && int(rj.First) < int(ri.First)+int(ri.Count) {
 				return a, fmt.Errorf("element address assignment: %ss %s overlap %ss %s", t, ri, u, rj)
 			}
 		}

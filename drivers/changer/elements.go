@@ -300,12 +300,13 @@ func parseDescriptor(typ ElementType, d []byte, pvol, avol, dvcid, cut bool) (El
 // anything else means the descriptor is not laid out as declared — tgt's
 // all-types reply puts the next page's header inside the tag.
 func volumeTag(b []byte) (string, error) {
-	for i, c := range b {
-		if c != 0 && (c < 0x20 || c > 0x7E) {
+	tag := strings.TrimRight(string(b), " \x00")
+	for i := 0; i < len(tag); i++ {
+		if c := tag[i]; c < 0x20 || c > 0x7E {
 			return "", fmt.Errorf("byte %d is 0x%02x, not ASCII: the descriptor is not laid out as its page declares", i, c)
 		}
 	}
-	return strings.Trim(strings.TrimRight(string(b), "\x00"), " "), nil
+	return strings.TrimLeft(tag, " "), nil
 }
 
 func printable(b []byte) string {
