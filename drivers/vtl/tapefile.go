@@ -166,7 +166,12 @@ func openTapeFile(path string) (*tapeFile, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open tape: %w", err)
 	}
-	t, err := indexTape(f)
+	st, err := f.Stat()
+	if err != nil {
+		f.Close()
+		return nil, fmt.Errorf("open tape: %w", err)
+	}
+	t, err := indexTape(f, st.Size())
 	if err != nil {
 		f.Close()
 		return nil, fmt.Errorf("open tape %s: %w", path, err)
@@ -174,11 +179,9 @@ func openTapeFile(path string) (*tapeFile, error) {
 	return t, nil
 }
 
-// indexTape reads the header and every entry header of r; a tail torn
-// by a crash is cut off when r is a file.
-func indexTape(f interface {
-	io.ReaderAt
-}) (*tapeFile, error) {
+// indexTape reads the header and every entry header of f, size bytes
+// long; a tail torn by a crash is cut off when f is a file.
+func indexTape(f io.ReaderAt, size int64) (*tapeFile, error) {
 	hb := make([]byte, tapeHeaderSize)
 	if _, err := f.ReadAt(hb, 0); err != nil {
 		return nil, fmt.Errorf("read header: %w", err)
@@ -189,25 +192,28 @@ func indexTape(f interface {
 	}
 	t := &tapeFile{hdr: h}
 	off := int64(tapeHeaderSize)
-	var eb [entryHeaderSize]byte
+	// Entry headers are read through an 8 KiB window: one read covers
+	// many small blocks' headers, and a large block costs one read.
+	win := make([]byte, 8<<10)
+	var winOff, winLen int64
 	for {
-		n, err := f.ReadAt(eb[:], off)
-		if n == 0 && err == io.EOF {
-			break
+		if off+entryHeaderSize > size {
+			break // end of data, or a torn header
 		}
-		if n < entryHeaderSize {
-			break // torn tail
+		if off < winOff || off+entryHeaderSize > winOff+winLen {
+			n, err := f.ReadAt(win, off)
+			if n < entryHeaderSize {
+				return nil, fmt.Errorf("read entry header at %d: %w", off, err)
+			}
+			winOff, winLen = off, int64(n)
 		}
-		e, err := decodeEntryHeader(eb[:])
+		e, err := decodeEntryHeader(win[off-winOff:])
 		if err != nil {
 			return nil, fmt.Errorf("entry %d at offset %d: %w", len(t.entries), off, err)
 		}
 		dataEnd := off + entryHeaderSize + int64(e.length)
-		if e.length > 0 {
-			var one [1]byte
-			if _, err := f.ReadAt(one[:], dataEnd-1); err != nil {
-				break // data runs past the end: torn tail
-			}
+		if dataEnd > size {
+			break // data runs past the end: torn tail
 		}
 		if e.kind == kindFilemark {
 			t.fms = append(t.fms, len(t.entries))
@@ -218,7 +224,7 @@ func indexTape(f interface {
 	t.end = off
 	if file, ok := f.(*os.File); ok {
 		t.f = file
-		if st, err := file.Stat(); err == nil && st.Size() != off {
+		if size != off {
 			if err := file.Truncate(off); err != nil {
 				return nil, fmt.Errorf("cut torn tail at %d: %w", off, err)
 			}

@@ -111,7 +111,11 @@ func TestTapeFileTornTailAndDamage(t *testing.T) {
 			if err := re.appendAt(len(re.entries), kindBlock, []byte("omega")); err != nil {
 				t.Fatal(err)
 			}
-			again, err := indexTape(re.f)
+			st, err := re.f.Stat()
+			if err != nil {
+				t.Fatal(err)
+			}
+			again, err := indexTape(re.f, st.Size())
 			if err != nil || describe(t, again) != tc.want+" omega" {
 				t.Fatalf("after append: %v", err)
 			}
@@ -148,7 +152,7 @@ func FuzzIndexTape(f *testing.F) {
 	f.Add(good[:100])
 	f.Add([]byte("HFVTAPE1"))
 	f.Fuzz(func(t *testing.T, b []byte) {
-		tf, err := indexTape(bytes.NewReader(b))
+		tf, err := indexTape(bytes.NewReader(b), int64(len(b)))
 		if err != nil {
 			return
 		}
