@@ -110,6 +110,12 @@ func (d *drive) Do(ctx context.Context, cmd *scsi.Command) (scsi.Result, error) 
 		}
 		return scsi.Result{}, nil
 	}
+	switch cdb[0] {
+	case opTestUnitReady, opRewind, opRead6, opWrite6, opWriteFilemarks6, opSpace6,
+		opLocate10, opLocate16, opReadPosition, opReadAttribute:
+	default:
+		return invalidOpcode(), nil
+	}
 	if d.tape == nil || !d.threaded {
 		return checkCondition(mediumAbsent, len(cmd.Data)), nil
 	}

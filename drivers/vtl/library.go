@@ -45,10 +45,6 @@ const (
 	FirstSlot     = 0x0400
 )
 
-// DefaultBlockSize is a drive's fixed block length after MODE SELECT of
-// fixed mode without a length; drives power on in variable mode.
-const DefaultBlockSize = 256 << 10
-
 func (c *Config) fill() error {
 	if c.Capacity == 0 {
 		c.Capacity = 1 << 30
@@ -127,7 +123,8 @@ func Open(dir string, cfg Config) (*Library, error) {
 	}
 	l.changer = &changer{lib: l}
 	for i := range cfg.Drives {
-		d := &drive{lib: l, index: i, addr: uint16(FirstDrive + i), blockSize: 0}
+		// Drives power on in variable block mode, as LTO drives do.
+		d := &drive{lib: l, index: i, addr: uint16(FirstDrive + i)}
 		l.drives = append(l.drives, d)
 		if bc, ok := l.where[d.addr]; ok {
 			if err := d.mount(bc); err != nil {
