@@ -63,11 +63,12 @@ func run(dir string, mib, reps, small, large int) error {
 	fmt.Printf("  dd bs=256k conv=fsync (tmpfs):     %8.0f MiB/s\n", median(ddRates))
 	fmt.Printf("  ratio: %.2f\n", median(tapeRates)/median(ddRates))
 	for _, n := range []int{small, large} {
-		mount, loc, err := locateBench(ctx, filepath.Join(dir, fmt.Sprintf("l%d", n)), n)
+		mount, loc, both, err := locateBench(ctx, filepath.Join(dir, fmt.Sprintf("l%d", n)), n)
 		if err != nil {
 			return err
 		}
-		fmt.Printf("tape of %d blocks (512 B each, a filemark per 1000): load+index %v, LOCATE to a middle block + READ it: median %v\n", n, mount.Round(time.Millisecond), loc)
+		fmt.Printf("tape of %d blocks (512 B each, a filemark per 1000): load+index %v; from BOT, medians: LOCATE to a middle block %v, LOCATE + READ it %v\n",
+			n, mount.Round(time.Millisecond), loc, both)
 	}
 	return nil
 }
@@ -141,11 +142,11 @@ func dd(path string, blocks int) (float64, error) {
 // locateBench fills a tape with n small blocks, reloads it (the VTL
 // indexes the tape file on load) and times LOCATE + READ of blocks
 // around the middle.
-func locateBench(ctx context.Context, dir string, n int) (mount, locate time.Duration, err error) {
+func locateBench(ctx context.Context, dir string, n int) (mount, locate, both time.Duration, err error) {
 	defer os.RemoveAll(dir)
 	l, d, err := library(ctx, dir, int64(n)*600+1<<20)
 	if err != nil {
-		return 0, 0, err
+		return 0, 0, 0, err
 	}
 	blk := make([]byte, 512)
 	var objects []uint64 // object number of every 97th block
@@ -156,58 +157,59 @@ func locateBench(ctx context.Context, dir string, n int) (mount, locate time.Dur
 			objects = append(objects, obj)
 		}
 		if _, err := d.Write(ctx, blk); err != nil {
-			return 0, 0, err
+			return 0, 0, 0, err
 		}
 		obj++
 		if i%1000 == 999 {
 			if err := d.WriteFilemarks(ctx, 1); err != nil {
-				return 0, 0, err
+				return 0, 0, 0, err
 			}
 			obj++
 		}
 	}
 	if err := d.Unload(ctx); err != nil {
-		return 0, 0, err
+		return 0, 0, 0, err
 	}
 	if err := l.Close(); err != nil {
-		return 0, 0, err
+		return 0, 0, 0, err
 	}
 	// Reopen: the drive indexes the tape file as it mounts it.
 	start := time.Now()
 	l, err = vtl.Open(dir, vtl.Config{Slots: 1, Drives: 1, Capacity: int64(n)*600 + 1<<20})
 	if err != nil {
-		return 0, 0, err
+		return 0, 0, 0, err
 	}
 	defer l.Close()
 	mount = time.Since(start)
 	if d, err = tape.Open(ctx, l.Drive(0), tape.Timeouts{}); err != nil {
-		return 0, 0, err
+		return 0, 0, 0, err
 	}
 	if err := d.Load(ctx); err != nil {
-		return 0, 0, err
+		return 0, 0, 0, err
 	}
 	// Blocks in the middle fifth of the tape, 101 of them.
 	mid := objects[len(objects)*2/5 : len(objects)*3/5]
-	var times []float64
+	var locTimes, times []float64
 	buf := make([]byte, 512)
 	for k := 0; k < 101; k++ {
 		o := mid[k*len(mid)/101]
 		if err := d.Rewind(ctx); err != nil {
-			return 0, 0, err
+			return 0, 0, 0, err
 		}
 		t0 := time.Now()
 		if err := d.Locate(ctx, o); err != nil {
-			return 0, 0, err
+			return 0, 0, 0, err
 		}
+		locTimes = append(locTimes, float64(time.Since(t0)))
 		if _, err := d.Read(ctx, buf); err != nil {
-			return 0, 0, fmt.Errorf("read object %d: %w", o, err)
+			return 0, 0, 0, fmt.Errorf("read object %d: %w", o, err)
 		}
 		times = append(times, float64(time.Since(t0)))
 		if want := uint64((k*len(mid)/101 + len(objects)*2/5) * 97); binary.BigEndian.Uint64(buf) != want {
-			return 0, 0, fmt.Errorf("object %d holds block %d, want %d", o, binary.BigEndian.Uint64(buf), want)
+			return 0, 0, 0, fmt.Errorf("object %d holds block %d, want %d", o, binary.BigEndian.Uint64(buf), want)
 		}
 	}
-	return mount, time.Duration(median(times)).Round(100 * time.Nanosecond), nil
+	return mount, time.Duration(median(locTimes)).Round(100 * time.Nanosecond), time.Duration(median(times)).Round(100 * time.Nanosecond), nil
 }
 
 func median(v []float64) float64 {
