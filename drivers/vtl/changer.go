@@ -150,17 +150,25 @@ func (c *changer) readElementStatus(cmd *scsi.Command) scsi.Result {
 	lib := c.lib
 	lib.mu.Lock()
 	defer lib.mu.Unlock()
+	// DVCID: drive descriptors also carry the drive's serial number
+	// (an ASCII identification descriptor padded to 32 bytes), so a
+	// driver can tell which drive LUN sits at which element address.
+	dvcid := cdb[6]&0x01 != 0
 	order := []int{elemTransport, elemDrive, elemMail, elemSlot} // ascending addresses
-	descLen := 12
-	if voltag {
-		descLen += 36
-	}
 	var body []byte
 	var first uint16
 	reported := 0
 	for _, k := range order {
 		if typ != 0 && typ != k {
 			continue
+		}
+		withID := dvcid && k == elemDrive
+		descLen := 12
+		if voltag {
+			descLen += 36
+		}
+		if withID {
+			descLen += 4 + 32
 		}
 		var descs []byte
 		n := 0
@@ -171,7 +179,13 @@ func (c *changer) readElementStatus(cmd *scsi.Command) scsi.Result {
 			if reported+n == 0 {
 				first = a
 			}
-			descs = append(descs, c.descriptor(k, a, voltag)...)
+			d := c.descriptor(k, a, voltag)
+			if withID {
+				id := []byte{0x02, 0x00, 0x00, 32} // ASCII, vendor specific
+				id = append(id, fmt.Sprintf("%-32s", lib.drives[a-FirstDrive].serial())...)
+				d = append(d, id...)
+			}
+			descs = append(descs, d...)
 			n++
 		}
 		if n == 0 {

@@ -230,3 +230,28 @@ func TestMoveMedium(t *testing.T) {
 		t.Fatal("opened with a different layout")
 	}
 }
+
+func TestReadElementStatusDriveSerials(t *testing.T) {
+	l := newLib(t, t.TempDir(), Config{Slots: 2, Drives: 2}, "A00001")
+	if got := move(t, l, FirstSlot, FirstDrive+1); got != "" {
+		t.Fatal(got)
+	}
+	cdb := []byte{opReadElemStatus, 0x10 | elemDrive, 0, 0, 0, 10, 0x01, 0, 0x10, 0, 0, 0}
+	buf := make([]byte, 4096)
+	res := run(t, l.Changer(), cdb, scsi.FromDevice, buf)
+	b := buf[:len(buf)-res.Residual]
+	const dl = 12 + 36 + 4 + 32
+	if binary.BigEndian.Uint16(b[8+2:]) != dl || len(b) != 8+8+2*dl || int(b[7]) != 8+2*dl {
+		t.Fatalf("descriptor length %d, report %d bytes, header % x", binary.BigEndian.Uint16(b[10:]), len(b), b[:16])
+	}
+	for i, want := range []string{"HFVTLD000", "HFVTLD001"} {
+		d := b[16+i*dl:][:dl]
+		id := d[48:]
+		if id[0] != 0x02 || int(id[3]) != 32 || strings.TrimSpace(string(id[4:])) != want {
+			t.Errorf("drive %d identifier % x", i, id)
+		}
+		if tag := strings.Trim(string(d[12:44]), " \x00"); (i == 1) != (tag == "A00001") {
+			t.Errorf("drive %d volume tag %q", i, tag)
+		}
+	}
+}
