@@ -418,28 +418,12 @@ func (e *Executor) writeLocal(ctx context.Context, job catalog.Job, p part, tg t
 	}
 	ahead := p.stored.ReadAhead(files, 0)
 	defer ahead.Close()
-	for _, en := range p.stored.Entries() {
-		if !p.pick(en.Path) {
-			continue
-		}
-		if err := ctx.Err(); err != nil {
-			w.Close()
-			return err
-		}
-		rel, ok, err := relative(p.sess, en.Path)
-		if err != nil {
-			t.problems++
-			e.Rec.Record(ctx, messages.RestoreEntryFailed, en.Path, job.ID, err)
-			continue
-		}
-		if !ok {
-			continue // the destination itself
-		}
+	err = e.each(ctx, job, p, t, func(en diskstore.Entry, rel string) error {
 		out, err := e.put(w, ahead.Open, en, rel)
 		if err != nil {
 			t.problems++
 			e.Rec.Record(ctx, messages.RestoreEntryFailed, en.Path, job.ID, err)
-			continue
+			return nil
 		}
 		if out.Action == restore.Skipped {
 			t.skipped++
@@ -451,8 +435,40 @@ func (e *Executor) writeLocal(ctx context.Context, job catalog.Job, p part, tg t
 			t.done.Bytes += en.Size
 			progress.Set(t.done, t.total)
 		}
+		return nil
+	})
+	if err != nil {
+		w.Close()
+		return err
 	}
 	return w.Close()
+}
+
+// each calls fn with every entry the part picks and its path below the
+// session's root; an entry outside the root is a problem, the root itself
+// (the destination) is left out. It stops at fn's error or ctx's end.
+func (e *Executor) each(ctx context.Context, job catalog.Job, p part, t *tally, fn func(en diskstore.Entry, rel string) error) error {
+	for _, en := range p.stored.Entries() {
+		if !p.pick(en.Path) {
+			continue
+		}
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		rel, ok, err := relative(p.sess, en.Path)
+		if err != nil {
+			t.problems++
+			e.Rec.Record(ctx, messages.RestoreEntryFailed, en.Path, job.ID, err)
+			continue
+		}
+		if !ok {
+			continue
+		}
+		if err := fn(en, rel); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // writeAgent streams a part to an agent, which writes it through the same
@@ -460,19 +476,7 @@ func (e *Executor) writeLocal(ctx context.Context, job catalog.Job, p part, tg t
 func (e *Executor) writeAgent(ctx context.Context, job catalog.Job, p part, tg target, policy string, t *tally, progress jobs.Progress) error {
 	base := t.done
 	src := func(put func(datastream.Header, io.Reader) error) error {
-		for _, en := range p.stored.Entries() {
-			if !p.pick(en.Path) {
-				continue
-			}
-			rel, ok, err := relative(p.sess, en.Path)
-			if err != nil {
-				t.problems++
-				e.Rec.Record(ctx, messages.RestoreEntryFailed, en.Path, job.ID, err)
-				continue
-			}
-			if !ok {
-				continue
-			}
+		return e.each(ctx, job, p, t, func(en diskstore.Entry, rel string) error {
 			h := datastream.Header{Path: rel, Mode: unixMode(en.Mode), UID: en.UID, GID: en.GID, MTime: en.ModTime.UnixNano(), Target: en.Target}
 			var content io.Reader
 			var rc io.ReadCloser
@@ -483,14 +487,15 @@ func (e *Executor) writeAgent(ctx context.Context, job catalog.Job, p part, tg t
 				h.Type = datastream.Symlink
 			default:
 				h.Type, h.Size = datastream.File, en.Size
+				var err error
 				if rc, err = p.stored.Open(en.Path); err != nil {
 					t.problems++
 					e.Rec.Record(ctx, messages.RestoreEntryFailed, en.Path, job.ID, err)
-					continue
+					return nil
 				}
 				content = &sizeCheck{r: rc, want: en.Size}
 			}
-			err = put(h, content)
+			err := put(h, content)
 			if rc != nil {
 				rc.Close()
 			}
@@ -499,7 +504,7 @@ func (e *Executor) writeAgent(ctx context.Context, job catalog.Job, p part, tg t
 				// the entry, the stream goes on.
 				t.problems++
 				e.Rec.Record(ctx, messages.RestoreEntryFailed, en.Path, job.ID, err)
-				continue
+				return nil
 			}
 			if err != nil {
 				return err
@@ -507,8 +512,8 @@ func (e *Executor) writeAgent(ctx context.Context, job catalog.Job, p part, tg t
 			if h.Type == datastream.File {
 				t.done.Files++
 			}
-		}
-		return nil
+			return nil
+		})
 	}
 	res, err := e.Agents.Restore(ctx, tg.host, tg.dir, policyName(policy), src, func(pr agenttasks.Progress) {
 		progress.Set(jobs.Counts{Files: t.done.Files, Bytes: base.Bytes + pr.Bytes}, t.total)

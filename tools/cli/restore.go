@@ -34,54 +34,44 @@ func (a *app) restoreCmd() *cobra.Command {
 			})
 		},
 	})
-	cmd.AddCommand(&cobra.Command{
-		Use:   "tree HOST:/DIR",
-		Short: "List a backed-up directory of a master host: each entry at its latest version",
-		Args:  cobra.ExactArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			q, err := hostPathQuery(args[0])
-			if err != nil {
-				return err
-			}
-			var out []api.FileVersion
-			return a.show(cmd.Context(), "GET", "/api/v1/files/tree?"+q, nil, &out, func(w *tabwriter.Writer) {
-				if len(out) == 0 {
-					fmt.Fprintf(w, "Nothing was backed up below %s.\n", args[0])
-					return
+	listing := func(use, short, route, none, head string, row func(w *tabwriter.Writer, f api.FileVersion)) *cobra.Command {
+		return &cobra.Command{
+			Use:   use,
+			Short: short,
+			Args:  cobra.ExactArgs(1),
+			RunE: func(cmd *cobra.Command, args []string) error {
+				q, err := hostPathQuery(args[0])
+				if err != nil {
+					return err
 				}
-				fmt.Fprintln(w, "SESSION\tPATH\tSIZE\tMODIFIED\tBACKED UP")
-				for _, f := range out {
-					if f.Session == 0 {
-						fmt.Fprintf(w, "-\t%s/\t\t\t\n", f.Path)
-						continue
+				var out []api.FileVersion
+				return a.show(cmd.Context(), "GET", route+"?"+q, nil, &out, func(w *tabwriter.Writer) {
+					if len(out) == 0 {
+						fmt.Fprintf(w, none+"\n", args[0])
+						return
 					}
-					fmt.Fprintf(w, "%d\t%s\t%s\t%s\t%s\n", f.Session, f.Path, sizeText(int64(f.Size)), f.MTime.Local().Format(time.DateTime), f.Finished.Local().Format(time.DateTime))
-				}
-			})
-		},
-	})
-	cmd.AddCommand(&cobra.Command{
-		Use:   "versions HOST:/PATH",
-		Short: "List every backed-up version of a file, newest first",
-		Args:  cobra.ExactArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			q, err := hostPathQuery(args[0])
-			if err != nil {
-				return err
+					fmt.Fprintln(w, head)
+					for _, f := range out {
+						row(w, f)
+					}
+				})
+			},
+		}
+	}
+	cmd.AddCommand(listing("tree HOST:/DIR", "List a backed-up directory of a master host: each entry at its latest version",
+		"/api/v1/files/tree", "Nothing was backed up below %s.", "SESSION\tPATH\tSIZE\tMODIFIED\tBACKED UP",
+		func(w *tabwriter.Writer, f api.FileVersion) {
+			if f.Session == 0 {
+				fmt.Fprintf(w, "-\t%s/\t\t\t\n", f.Path)
+				return
 			}
-			var out []api.FileVersion
-			return a.show(cmd.Context(), "GET", "/api/v1/files/versions?"+q, nil, &out, func(w *tabwriter.Writer) {
-				if len(out) == 0 {
-					fmt.Fprintf(w, "No version of %s was backed up.\n", args[0])
-					return
-				}
-				fmt.Fprintln(w, "SESSION\tSIZE\tMODIFIED\tBACKED UP")
-				for _, f := range out {
-					fmt.Fprintf(w, "%d\t%s\t%s\t%s\n", f.Session, sizeText(int64(f.Size)), f.MTime.Local().Format(time.DateTime), f.Finished.Local().Format(time.DateTime))
-				}
-			})
-		},
-	})
+			fmt.Fprintf(w, "%d\t%s\t%s\t%s\t%s\n", f.Session, f.Path, sizeText(int64(f.Size)), f.MTime.Local().Format(time.DateTime), f.Finished.Local().Format(time.DateTime))
+		}))
+	cmd.AddCommand(listing("versions HOST:/PATH", "List every backed-up version of a file, newest first",
+		"/api/v1/files/versions", "No version of %s was backed up.", "SESSION\tSIZE\tMODIFIED\tBACKED UP",
+		func(w *tabwriter.Writer, f api.FileVersion) {
+			fmt.Fprintf(w, "%d\t%s\t%s\t%s\n", f.Session, sizeText(int64(f.Size)), f.MTime.Local().Format(time.DateTime), f.Finished.Local().Format(time.DateTime))
+		}))
 	var sessHost, sessScenario string
 	sessions := &cobra.Command{
 		Use:   "sessions [--host H] [--scenario NAME]",
