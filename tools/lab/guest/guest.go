@@ -50,7 +50,7 @@ func (r *Report) Record(key string, v any) {
 // kernel panic. The run gets a context bounded by timeout.
 func Main(timeout time.Duration, run func(ctx context.Context, r *Report) error) {
 	up, _ := os.ReadFile("/proc/uptime")
-	fmt.Printf("%s uptime=%s\n", BootPrefix, strings.Fields(string(up)+" ?")[0])
+	fmt.Printf("%s uptime=%s\n", BootPrefix, strings.Fields(string(up) + " ?")[0])
 	err := loadModules()
 	if err == nil {
 		ctx, cancel := context.WithTimeout(context.Background(), timeout)
