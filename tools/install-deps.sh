@@ -8,7 +8,10 @@ declare -A groups=(
   # go test ./... : protoc checks that the committed generated code is current.
   # iproute2: the multi-host test puts hosts in network namespaces.
   # xfsprogs: agent/snapshot tests its reflink path on an XFS loop filesystem.
-  [test]="protobuf-compiler iproute2 xfsprogs"
+  # tgt, qemu-system-x86, qemu-block-extra (qemu's iSCSI initiator),
+  # linux-image-amd64 and kmod: tools/lab boots a guest kernel wired to a
+  # tgt tape library, the only place SG_IO runs (the host has no SCSI).
+  [test]="protobuf-compiler iproute2 xfsprogs tgt qemu-system-x86 qemu-block-extra linux-image-amd64 kmod"
   # make demo: Go builds everything; nothing else is needed yet.
   [demo]=""
   [proto]="protobuf-compiler"
