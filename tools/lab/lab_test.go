@@ -97,4 +97,30 @@ func TestGuestSGIO(t *testing.T) {
 	if len(drives) != 1 || bytes.Contains(drives[0].Data, []byte("E0000")) {
 		t.Errorf("drives' element status: %+v", drives)
 	}
+
+	// drivers/changer parsed the same library's inventory in the guest.
+	var inv struct {
+		Slots, Drives []struct {
+			Address uint16
+			Full    bool
+			Barcode string
+		}
+	}
+	if recs := res.Report.All("inventory"); len(recs) != 1 || json.Unmarshal(recs[0], &inv) != nil {
+		t.Fatalf("inventory record: %s", recs)
+	}
+	inSlots := map[string]bool{}
+	for _, s := range inv.Slots {
+		if s.Full {
+			inSlots[s.Barcode] = true
+		}
+	}
+	for _, bc := range res.Library.Config.Tapes {
+		if !inSlots[bc] {
+			t.Errorf("the changer driver's inventory lacks %s in the slots: %+v", bc, inv.Slots)
+		}
+	}
+	if len(inv.Drives) != 2 || inv.Drives[0].Full || inv.Drives[1].Full {
+		t.Errorf("the changer driver's drives: %+v", inv.Drives)
+	}
 }

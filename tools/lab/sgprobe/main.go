@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"time"
 
+	smc "github.com/holdfast/holdfast/drivers/changer"
 	"github.com/holdfast/holdfast/drivers/scsi"
 	"github.com/holdfast/holdfast/drivers/scsi/sgio"
 	"github.com/holdfast/holdfast/tools/lab/guest"
@@ -73,6 +74,37 @@ func probe(ctx context.Context, r *guest.Report) error {
 		rep.Data = declared(rep.Data, 8, n)
 		r.Record("reply", rep)
 	}
+	// The same library through Holdfast's changer driver: the parsed
+	// inventory, as holdfastd will read it.
+	dev, err := sgio.Open(changer.Path, sgio.Options{})
+	if err != nil {
+		return err
+	}
+	defer dev.Close()
+	ch, err := smc.Open(ctx, dev)
+	if err != nil {
+		return fmt.Errorf("changer driver: %w", err)
+	}
+	inv, err := ch.Inventory(ctx)
+	if err != nil {
+		return fmt.Errorf("changer inventory: %w", err)
+	}
+	// A short record: a long console line can be cut by the kernel's own
+	// messages at power-off.
+	type element struct {
+		Address uint16
+		Full    bool
+		Barcode string `json:",omitempty"`
+		ID      string `json:",omitempty"`
+	}
+	var short struct{ Slots, Drives []element }
+	for _, e := range inv.Slots {
+		short.Slots = append(short.Slots, element{Address: e.Address, Full: e.Full, Barcode: e.Barcode})
+	}
+	for _, e := range inv.Drives {
+		short.Drives = append(short.Drives, element{Address: e.Address, Full: e.Full, Barcode: e.Barcode, ID: e.DeviceID})
+	}
+	r.Record("inventory", short)
 	return nil
 }
 
