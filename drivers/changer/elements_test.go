@@ -1,62 +1,19 @@
 package changer
 
 import (
-	"bufio"
-	"encoding/hex"
 	"fmt"
-	"os"
+	"github.com/holdfast/holdfast/drivers/internal/fixture"
 	"strconv"
 	"strings"
 	"testing"
 )
 
-// fixtureCase is one entry of a data-driven fixture file: "key: value"
-// lines, entries separated by blank lines, "#" comments.
-type fixtureCase map[string]string
+type fixtureCase = fixture.Case
 
-func loadCases(t testing.TB, path string) []fixtureCase {
-	t.Helper()
-	f, err := os.Open(path)
-	if err != nil {
-		t.Fatalf("open fixtures: %v", err)
-	}
-	defer f.Close()
-	var out []fixtureCase
-	cur := fixtureCase{}
-	flush := func() {
-		if len(cur) > 0 {
-			out = append(out, cur)
-			cur = fixtureCase{}
-		}
-	}
-	sc := bufio.NewScanner(f)
-	sc.Buffer(nil, 1<<20)
-	for sc.Scan() {
-		line := sc.Text()
-		switch {
-		case strings.HasPrefix(line, "#"):
-		case strings.TrimSpace(line) == "":
-			flush()
-		default:
-			k, v, ok := strings.Cut(line, ":")
-			if !ok {
-				t.Fatalf("%s: line %q has no key", path, line)
-			}
-			cur[k] = strings.TrimSpace(cur[k] + " " + strings.TrimSpace(v))
-		}
-	}
-	if err := sc.Err(); err != nil {
-		t.Fatalf("read fixtures: %v", err)
-	}
-	flush()
-	if len(out) == 0 {
-		t.Fatalf("%s: no cases", path)
-	}
-	return out
-}
+func loadCases(t testing.TB, path string) []fixtureCase { return fixture.Load(t, path) }
 
 func hexBytes(t testing.TB, s string) []byte {
-	b, err := hex.DecodeString(strings.Join(strings.Fields(s), ""))
+	b, err := fixture.Hex(s)
 	if err != nil {
 		t.Fatalf("bad hex: %v", err)
 	}

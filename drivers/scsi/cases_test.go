@@ -1,22 +1,16 @@
 package scsi
 
 import (
-	"bufio"
-	"encoding/hex"
-	"os"
+	"github.com/holdfast/holdfast/drivers/internal/fixture"
 	"strings"
 	"testing"
 )
 
-// fixtureCase is one entry of a data-driven fixture file: "key: value"
-// lines, entries separated by blank lines, "#" comments.
-type fixtureCase map[string]string
+type fixtureCase = fixture.Case
 
-func hexBytes(s string) ([]byte, error) {
-	return hex.DecodeString(strings.Join(strings.Fields(s), ""))
-}
+func hexBytes(s string) ([]byte, error) { return fixture.Hex(s) }
 
-func (c fixtureCase) bytes(t *testing.T) []byte {
+func caseBytes(t *testing.T, c fixtureCase) []byte {
 	t.Helper()
 	b, err := hexBytes(c["hex"])
 	if err != nil {
@@ -25,45 +19,7 @@ func (c fixtureCase) bytes(t *testing.T) []byte {
 	return b
 }
 
-func loadCases(t testing.TB, path string) []fixtureCase {
-	t.Helper()
-	f, err := os.Open(path)
-	if err != nil {
-		t.Fatalf("open fixtures: %v", err)
-	}
-	defer f.Close()
-	var out []fixtureCase
-	cur := fixtureCase{}
-	flush := func() {
-		if len(cur) > 0 {
-			out = append(out, cur)
-			cur = fixtureCase{}
-		}
-	}
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		line := sc.Text()
-		switch {
-		case strings.HasPrefix(line, "#"):
-		case strings.TrimSpace(line) == "":
-			flush()
-		default:
-			k, v, ok := strings.Cut(line, ":")
-			if !ok {
-				t.Fatalf("%s: line %q has no key", path, line)
-			}
-			cur[k] = strings.TrimSpace(cur[k] + " " + strings.TrimSpace(v))
-		}
-	}
-	if err := sc.Err(); err != nil {
-		t.Fatalf("read fixtures: %v", err)
-	}
-	flush()
-	if len(out) == 0 {
-		t.Fatalf("%s: no cases", path)
-	}
-	return out
-}
+func loadCases(t testing.TB, path string) []fixtureCase { return fixture.Load(t, path) }
 
 // checkOutcome compares a rendered result or error with the case's want.
 func checkOutcome(t *testing.T, c fixtureCase, got string, err error) {

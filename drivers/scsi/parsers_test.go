@@ -12,10 +12,10 @@ func TestParseInquiry(t *testing.T) {
 		t.Run(c["name"], func(t *testing.T) {
 			switch c["kind"] {
 			case "std":
-				d, err := ParseInquiry(c.bytes(t))
+				d, err := ParseInquiry(caseBytes(t, c))
 				checkOutcome(t, c, fmt.Sprintf("%+v", d), err)
 			case "vpd80":
-				s, err := ParseUnitSerial(c.bytes(t))
+				s, err := ParseUnitSerial(caseBytes(t, c))
 				checkOutcome(t, c, s, err)
 			default:
 				t.Fatalf("kind %q", c["kind"])
@@ -31,9 +31,9 @@ func TestParseModeSense(t *testing.T) {
 			var err error
 			switch c["kind"] {
 			case "6":
-				m, err = ParseModeSense6(c.bytes(t))
+				m, err = ParseModeSense6(caseBytes(t, c))
 			case "10":
-				m, err = ParseModeSense10(c.bytes(t))
+				m, err = ParseModeSense10(caseBytes(t, c))
 			default:
 				t.Fatalf("kind %q", c["kind"])
 			}
@@ -107,10 +107,10 @@ func TestParseLogPages(t *testing.T) {
 		t.Run(c["name"], func(t *testing.T) {
 			switch c["kind"] {
 			case "tapealert":
-				a, err := ParseTapeAlerts(c.bytes(t))
+				a, err := ParseTapeAlerts(caseBytes(t, c))
 				checkOutcome(t, c, a.String(), err)
 			case "log":
-				p, err := ParseLogPage(c.bytes(t))
+				p, err := ParseLogPage(caseBytes(t, c))
 				var sb strings.Builder
 				fmt.Fprintf(&sb, "0x%02x/%d:", p.Code, p.Subpage)
 				for _, prm := range p.Parameters {
@@ -137,7 +137,7 @@ func TestTapeAlertsFlags(t *testing.T) {
 func TestParseAttributes(t *testing.T) {
 	for _, c := range loadCases(t, "testdata/attributes.txt") {
 		t.Run(c["name"], func(t *testing.T) {
-			as, err := ParseAttributes(c.bytes(t))
+			as, err := ParseAttributes(caseBytes(t, c))
 			var parts []string
 			for _, a := range as {
 				p := fmt.Sprintf("%04x=%s", a.ID, a)

@@ -12,7 +12,7 @@ import (
 func TestParseSense(t *testing.T) {
 	for _, c := range loadCases(t, "testdata/sense.txt") {
 		t.Run(c["name"], func(t *testing.T) {
-			s, err := ParseSense(c.bytes(t))
+			s, err := ParseSense(caseBytes(t, c))
 			checkOutcome(t, c, s.String(), err)
 			if p, ok := c["progress"]; ok {
 				want, _ := strconv.ParseFloat(p, 64)
