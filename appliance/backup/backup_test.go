@@ -10,11 +10,11 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/holdfast/holdfast/agent/snapshot"
+	"github.com/holdfast/holdfast/appliance/activity/activitytest"
 	"github.com/holdfast/holdfast/appliance/catalog"
 	"github.com/holdfast/holdfast/appliance/diskstore"
 	"github.com/holdfast/holdfast/appliance/jobs"
@@ -44,35 +44,11 @@ func (s snapshots) ConsistentImage(ctx context.Context, name string) ([]recovery
 	return []recovery.Image{{Root: s.roots[name], Dir: dir, Replica: "localhost", Snapshot: info.ID, Consistency: info.Consistency}}, nil
 }
 
-// recorder keeps what the executor logs.
-type recorder struct {
-	mu    sync.Mutex
-	lines []string
-}
-
-func (r *recorder) Record(_ context.Context, code messages.Code, args ...any) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	r.lines = append(r.lines, string(code)+" "+fmt.Sprint(args...))
-}
-
-func (r *recorder) find(code messages.Code) []string {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	var out []string
-	for _, l := range r.lines {
-		if strings.HasPrefix(l, string(code)+" ") {
-			out = append(out, l)
-		}
-	}
-	return out
-}
-
 type fixture struct {
 	cat    *catalog.Catalog
 	store  *diskstore.Store
 	images snapshots
-	rec    *recorder
+	rec    *activitytest.Recorder
 	exec   *Executor
 }
 
@@ -88,7 +64,7 @@ func newFixture(t *testing.T, scenarios ...string) *fixture {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = store.Close() })
-	f := &fixture{cat: cat, store: store, images: snapshots{replicas: map[string]string{}, roots: map[string]string{}}, rec: &recorder{}}
+	f := &fixture{cat: cat, store: store, images: snapshots{replicas: map[string]string{}, roots: map[string]string{}}, rec: &activitytest.Recorder{}}
 	for _, name := range scenarios {
 		root := "/srv/" + name
 		replica := t.TempDir()
@@ -179,7 +155,7 @@ func TestIncrementalTakesUnchangedFilesFromThePreviousSession(t *testing.T) {
 	}
 	first, res := f.run(t, Spec{Scenarios: []string{"fs"}})
 	if res != catalog.ResultCompleted {
-		t.Fatalf("first backup %s: %v", res, f.rec.lines)
+		t.Fatalf("first backup %s: %v", res, f.rec.Lines())
 	}
 	got, _ := f.storedTree(t, first)
 	if fmt.Sprint(got) != fmt.Sprint(want) {
@@ -202,7 +178,7 @@ func TestIncrementalTakesUnchangedFilesFromThePreviousSession(t *testing.T) {
 	if fmt.Sprint(got) != fmt.Sprint(want) {
 		t.Fatalf("second session differs from the replica:\n got %v\nwant %v", got, want)
 	}
-	sums := f.rec.find(messages.BackupSummary)
+	sums := f.rec.With(messages.BackupSummary)
 	if len(sums) != 2 {
 		t.Fatalf("summaries = %q", sums)
 	}
@@ -216,7 +192,7 @@ func TestIncrementalTakesUnchangedFilesFromThePreviousSession(t *testing.T) {
 	}
 
 	f.run(t, Spec{Scenarios: []string{"fs"}, Full: true})
-	if sums := f.rec.find(messages.BackupSummary); strings.Contains(sums[2], "unchanged") {
+	if sums := f.rec.With(messages.BackupSummary); strings.Contains(sums[2], "unchanged") {
 		t.Errorf("a full backup took files unread: %q", sums[2])
 	}
 }
@@ -291,8 +267,8 @@ func TestMultistreamRunsOneChildJobPerScenario(t *testing.T) {
 	if ss, _ := f.cat.SessionsOfJob(parent.ID); len(ss) != 0 {
 		t.Errorf("the parent itself has %d sessions", len(ss))
 	}
-	if len(f.rec.find(messages.BackupChildren)) != 1 {
-		t.Errorf("no %s in the log: %q", messages.BackupChildren, f.rec.lines)
+	if len(f.rec.With(messages.BackupChildren)) != 1 {
+		t.Errorf("no %s in the log: %q", messages.BackupChildren, f.rec.Lines())
 	}
 }
 
@@ -309,7 +285,7 @@ func TestLocalDirectorySource(t *testing.T) {
 	}
 	job, res := f.run(t, Spec{Directories: []Directory{{Host: "localhost", Path: dir}}})
 	if res != catalog.ResultCompleted {
-		t.Fatalf("backup of %s: %s %q", dir, res, f.rec.lines)
+		t.Fatalf("backup of %s: %s %q", dir, res, f.rec.Lines())
 	}
 	ss, err := f.cat.SessionsOfJob(job.ID)
 	if err != nil || len(ss) != 1 {
@@ -331,8 +307,8 @@ func TestLocalDirectorySource(t *testing.T) {
 	if res, err := f.exec.Run(context.Background(), missing, progressSink{}); res != catalog.ResultFailed || err == nil {
 		t.Fatalf("backup of a missing folder: %s, %v", res, err)
 	}
-	if len(f.rec.find(messages.BackupSourceFailed)) != 1 {
-		t.Errorf("no %s: %q", messages.BackupSourceFailed, f.rec.lines)
+	if len(f.rec.With(messages.BackupSourceFailed)) != 1 {
+		t.Errorf("no %s: %q", messages.BackupSourceFailed, f.rec.Lines())
 	}
 	// Without an agent hub, another host's folder cannot be read.
 	raw, _ = json.Marshal(Spec{Directories: []Directory{{Host: "branch9", Path: "/srv"}}})
@@ -340,7 +316,7 @@ func TestLocalDirectorySource(t *testing.T) {
 	if _, err := f.exec.Run(context.Background(), remote, progressSink{}); err == nil || !strings.Contains(err.Error(), "0 of 1 sources") {
 		t.Fatalf("backup of an agent's folder without a hub: %v", err)
 	}
-	if l := f.rec.find(messages.BackupSourceFailed); len(l) != 2 || !strings.Contains(l[1], "cannot reach agents") {
+	if l := f.rec.With(messages.BackupSourceFailed); len(l) != 2 || !strings.Contains(l[1], "cannot reach agents") {
 		t.Errorf("the failure does not say why: %q", l)
 	}
 }

@@ -4,36 +4,17 @@ import (
 	"context"
 	"io"
 	"log/slog"
-	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
+	"github.com/holdfast/holdfast/appliance/activity/activitytest"
 	"github.com/holdfast/holdfast/appliance/catalog"
 	"github.com/holdfast/holdfast/appliance/diskstore"
 	"github.com/holdfast/holdfast/appliance/diskstore/chunker"
 	"github.com/holdfast/holdfast/appliance/jobs"
 	"github.com/holdfast/holdfast/appliance/messages"
 )
-
-// codes records the activity codes a rebuild logs.
-type codes struct {
-	mu   sync.Mutex
-	list []messages.Code
-}
-
-func (c *codes) Record(_ context.Context, code messages.Code, args ...any) {
-	c.mu.Lock()
-	c.list = append(c.list, code)
-	c.mu.Unlock()
-}
-
-func (c *codes) has(code messages.Code) bool {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return slices.Contains(c.list, code)
-}
 
 var storeOptions = diskstore.Options{Chunker: chunker.Params{Min: 4 << 10, Avg: 16 << 10, Max: 64 << 10}, PasswordIterations: 1000,
 	Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}
@@ -85,7 +66,7 @@ func TestRebuild(t *testing.T) {
 	gone := writeSession(t, store, diskstore.SessionMeta{Scenario: "old", Host: "fs02", Entity: "/data", JobName: "old job", Started: started}, "", "x.txt")
 	prot := writeSession(t, store, diskstore.SessionMeta{Scenario: "files", Host: "fs01", Entity: "/srv", JobName: "secret", Started: started}, "pw", "hidden.txt")
 
-	rec := &codes{}
+	rec := &activitytest.Recorder{}
 	r := &Rebuilder{Store: store, Catalog: cat, Rec: rec}
 	var calls int
 	res, err := r.Run(context.Background(), "", func(done, total int) { calls++ })
@@ -99,7 +80,7 @@ func TestRebuild(t *testing.T) {
 		t.Errorf("progress called %d times, want 4", calls)
 	}
 	for _, c := range []messages.Code{messages.RebuildSkippedProtected, messages.RebuildScenarioGone, messages.RebuildSessionRecorded, messages.RebuildDone} {
-		if !rec.has(c) {
+		if !rec.Has(c) {
 			t.Errorf("%s not logged", c)
 		}
 	}
@@ -135,7 +116,7 @@ func TestRebuild(t *testing.T) {
 		t.Fatalf("second run = %+v, %v", res, err)
 	}
 	res, err = r.Run(context.Background(), "nope", nil)
-	if err != nil || res.Skipped != 1 || !rec.has(messages.RebuildBadPassword) {
+	if err != nil || res.Skipped != 1 || !rec.Has(messages.RebuildBadPassword) {
 		t.Fatalf("wrong password run = %+v, %v", res, err)
 	}
 	res, err = r.Run(context.Background(), "pw", nil)

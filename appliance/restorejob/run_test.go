@@ -11,10 +11,10 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
+	"github.com/holdfast/holdfast/appliance/activity/activitytest"
 	"github.com/holdfast/holdfast/appliance/catalog"
 	"github.com/holdfast/holdfast/appliance/diskstore"
 	"github.com/holdfast/holdfast/appliance/jobs"
@@ -22,28 +22,6 @@ import (
 )
 
 var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
-
-type recorder struct {
-	mu    sync.Mutex
-	lines []string
-}
-
-func (r *recorder) Record(_ context.Context, code messages.Code, args ...any) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	r.lines = append(r.lines, string(code)+" "+fmt.Sprint(args...))
-}
-
-func (r *recorder) has(code messages.Code) bool {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	for _, l := range r.lines {
-		if strings.HasPrefix(l, string(code)+" ") {
-			return true
-		}
-	}
-	return false
-}
 
 type progressSink struct{}
 
@@ -63,7 +41,7 @@ func (s *stopper) Stop(_ context.Context, name string) error {
 type fixture struct {
 	cat   *catalog.Catalog
 	store *diskstore.Store
-	rec   *recorder
+	rec   *activitytest.Recorder
 	sc    catalog.Scenario
 	exec  *Executor
 	job   catalog.Job
@@ -90,7 +68,7 @@ func newFixture(t *testing.T, scenarioType string, granular bool) *fixture {
 	if err != nil {
 		t.Fatal(err)
 	}
-	f := &fixture{cat: cat, store: store, rec: &recorder{}, sc: sc, job: job}
+	f := &fixture{cat: cat, store: store, rec: &activitytest.Recorder{}, sc: sc, job: job}
 	f.exec = &Executor{Store: store, Catalog: cat, Rec: f.rec, Local: func(h string) bool { return h == "localhost" },
 		Granular: func(_ context.Context, typ string) (bool, error) {
 			if typ != scenarioType {
@@ -195,7 +173,7 @@ func TestRestoreByTree(t *testing.T) {
 			dest := t.TempDir()
 			res, err := f.run(t, Spec{Tree: &tt.tree, Destination: dest})
 			if err != nil || res != catalog.ResultCompleted {
-				t.Fatalf("restore: %s, %v (%q)", res, err, f.rec.lines)
+				t.Fatalf("restore: %s, %v (%q)", res, err, f.rec.Lines())
 			}
 			if got := tree(t, dest); fmt.Sprint(got) != fmt.Sprint(tt.want) {
 				t.Errorf("restored %v, want %v", got, tt.want)
@@ -264,7 +242,7 @@ func TestRestoreToReplica(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			st := &stopper{err: tt.stopErr}
 			f.exec.Scenarios = st
-			f.rec.lines = nil
+			f.rec.Reset()
 			res, err := f.run(t, Spec{Session: s.ID, Destination: Replica, ContinueIfRunning: tt.continue_})
 			if len(st.stopped) != 1 || st.stopped[0] != "fs" {
 				t.Errorf("stopped %v, want [fs]", st.stopped)
@@ -285,8 +263,8 @@ func TestRestoreToReplica(t *testing.T) {
 			if b, _ := os.ReadFile(filepath.Join(replica, "a.txt")); string(b) != "good" {
 				t.Errorf("replica a.txt = %q", b)
 			}
-			if !f.rec.has(tt.wantCode) {
-				t.Errorf("log lacks %s: %q", tt.wantCode, f.rec.lines)
+			if !f.rec.Has(tt.wantCode) {
+				t.Errorf("log lacks %s: %q", tt.wantCode, f.rec.Lines())
 			}
 			if err := os.WriteFile(filepath.Join(replica, "a.txt"), []byte("encrypted by ransomware"), 0o644); err != nil {
 				t.Fatal(err)

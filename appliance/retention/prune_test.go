@@ -7,39 +7,16 @@ import (
 	"io"
 	"log/slog"
 	"math/rand/v2"
-	"sync"
 	"testing"
 	"time"
 
+	"github.com/holdfast/holdfast/appliance/activity/activitytest"
 	"github.com/holdfast/holdfast/appliance/catalog"
 	"github.com/holdfast/holdfast/appliance/diskstore"
 	"github.com/holdfast/holdfast/appliance/diskstore/chunker"
 	"github.com/holdfast/holdfast/appliance/jobs"
 	"github.com/holdfast/holdfast/appliance/messages"
 )
-
-type logLines struct {
-	mu    sync.Mutex
-	codes []messages.Code
-}
-
-func (l *logLines) Record(_ context.Context, code messages.Code, args ...any) {
-	l.mu.Lock()
-	l.codes = append(l.codes, code)
-	l.mu.Unlock()
-}
-
-func (l *logLines) count(code messages.Code) int {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	n := 0
-	for _, c := range l.codes {
-		if c == code {
-			n++
-		}
-	}
-	return n
-}
 
 type noProgress struct{}
 
@@ -91,7 +68,7 @@ func TestPruneJob(t *testing.T) {
 		ids, stored = append(ids, s.ID), append(stored, info.ID)
 	}
 
-	log := &logLines{}
+	log := &activitytest.Recorder{}
 	e := &Executor{Store: store, Catalog: cat, Rules: Rules{KeepLast: 1}, Rec: log, Attempts: 2, Backoff: 10 * time.Millisecond,
 		Now: func() time.Time { return now }}
 
@@ -102,8 +79,8 @@ func TestPruneJob(t *testing.T) {
 	if err != nil || res != catalog.ResultIncomplete {
 		t.Fatalf("busy prune: %s, %v", res, err)
 	}
-	if log.count(messages.PruneBusy) != 1 || log.count(messages.PruneGaveUp) != 1 || log.count(messages.PruneSessionExpired) != 2 {
-		t.Fatalf("busy prune logged %v", log.codes)
+	if log.Count(messages.PruneBusy) != 1 || log.Count(messages.PruneGaveUp) != 1 || log.Count(messages.PruneSessionExpired) != 2 {
+		t.Fatalf("busy prune logged %q", log.Lines())
 	}
 	list, _ := cat.Sessions()
 	if len(list) != 1 || list[0].ID != ids[2] {

@@ -11,38 +11,15 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 
+	"github.com/holdfast/holdfast/appliance/activity/activitytest"
 	"github.com/holdfast/holdfast/appliance/catalog"
 	"github.com/holdfast/holdfast/appliance/diskstore"
 	"github.com/holdfast/holdfast/appliance/diskstore/chunker"
 	"github.com/holdfast/holdfast/appliance/jobs"
 	"github.com/holdfast/holdfast/appliance/messages"
 )
-
-type logLines struct {
-	mu    sync.Mutex
-	lines []string
-}
-
-func (l *logLines) Record(_ context.Context, code messages.Code, args ...any) {
-	l.mu.Lock()
-	l.lines = append(l.lines, string(code)+" "+messages.Format(code, args...))
-	l.mu.Unlock()
-}
-
-func (l *logLines) with(code messages.Code) []string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	var out []string
-	for _, s := range l.lines {
-		if strings.HasPrefix(s, string(code)+" ") {
-			out = append(out, s)
-		}
-	}
-	return out
-}
 
 type counts struct{ done, total jobs.Counts }
 
@@ -86,7 +63,7 @@ func TestVerifyJob(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	log := &logLines{}
+	log := &activitytest.Recorder{}
 	e := &Executor{Store: store, Catalog: cat, Rec: log}
 	run := func(spec Spec) (catalog.JobResult, *counts) {
 		t.Helper()
@@ -124,7 +101,7 @@ func TestVerifyJob(t *testing.T) {
 	if res != catalog.ResultIncomplete {
 		t.Fatalf("damaged store: %s", res)
 	}
-	lines := log.with(messages.VerifyProblem)
+	lines := log.With(messages.VerifyProblem)
 	if len(lines) != 1 || !strings.Contains(lines[0], "file /srv/big.bin, offset 0") || !strings.Contains(lines[0], info.ID) {
 		t.Fatalf("problems logged: %q", lines)
 	}
