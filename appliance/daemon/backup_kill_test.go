@@ -87,7 +87,7 @@ func TestBackupSurvivesKilledDaemon(t *testing.T) {
 		{"half way", func(p api.JobProgress) bool { return p.Done.Bytes >= p.Total.Bytes/2 }},
 		{"near the end", func(p api.JobProgress) bool { return p.Done.Files >= p.Total.Files-1 }},
 	}
-	killed := 0
+	killed, leftover := 0, 0
 	for round, m := range moments {
 		// New content everywhere, so the backup has all of it to read
 		// and store.
@@ -133,9 +133,14 @@ func TestBackupSurvivesKilledDaemon(t *testing.T) {
 		if j.State != "done" || j.Result != "failed" || len(j.Runs) != 1 || !strings.Contains(j.Runs[0].Reason, "holdfastd stopped") {
 			t.Fatalf("%s: killed job after restart = %+v", m.name, j)
 		}
-		if len(j.Sessions) != 0 {
+		// A kill that lands after the session was recorded and before the
+		// job's end leaves a whole session of a failed run: consistent, and
+		// checked below with every other session. Any other kill leaves none.
+		left := len(j.Sessions)
+		if left > 1 {
 			t.Fatalf("%s: the killed run left sessions in the catalog: %+v", m.name, j.Sessions)
 		}
+		leftover += left
 		if !slices.ContainsFunc(d.logEntries(t, "HF-E5022"), func(e api.LogEntry) bool {
 			return e.JobID == j.ID && strings.Contains(e.Message, "holdfastd stopped")
 		}) {
@@ -145,7 +150,7 @@ func TestBackupSurvivesKilledDaemon(t *testing.T) {
 		if _, errOut, code := d.cli(t, "job", "rerun", id); code != 0 {
 			t.Fatalf("%s: rerun: %s", m.name, errOut)
 		}
-		if j = d.waitJobWithin(t, j.ID, 60*time.Second); j.Result != "completed" || len(j.Sessions) != 1 || len(j.Runs) != 2 {
+		if j = d.waitJobWithin(t, j.ID, 60*time.Second); j.Result != "completed" || len(j.Sessions) != 1+left || len(j.Runs) != 2 {
 			t.Fatalf("%s: rerun job = %+v", m.name, j)
 		}
 	}
@@ -181,7 +186,7 @@ func TestBackupSurvivesKilledDaemon(t *testing.T) {
 	}
 	slices.Sort(stored)
 	slices.Sort(recorded)
-	if want := 1 + len(moments); len(recorded) != want || !slices.Equal(stored, recorded) {
+	if want := 1 + len(moments) + leftover; len(recorded) != want || !slices.Equal(stored, recorded) {
 		t.Fatalf("store sessions %v, catalog sessions %v; want the same %d", stored, recorded, want)
 	}
 	for _, id := range stored {
